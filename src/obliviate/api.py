@@ -1,0 +1,257 @@
+"""The Python API, mirrored one to one by the command line: :func:`run`, :func:`unlearn`,
+:func:`evaluate`."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from obliviate.errors import ConfigError, DataError
+from obliviate.recipe import Recipe, load_recipe, resolve_recipe
+
+Log = Callable[[str], None]
+
+
+def _versions() -> dict[str, str]:
+    import peft
+    import torch
+    import transformers
+
+    import obliviate
+
+    return {"obliviate": obliviate.__version__, "torch": torch.__version__,
+            "transformers": transformers.__version__, "peft": peft.__version__,
+            "python": platform.python_version()}
+
+
+def _set_threads(threads: int | None) -> None:
+    import torch
+
+    if threads:
+        torch.set_num_threads(int(threads))
+
+
+def _as_recipe(recipe: Recipe | str | os.PathLike | dict | None, **kwargs: Any) -> Recipe:
+    if isinstance(recipe, Recipe):
+        if kwargs.get("overrides") or kwargs.get("method"):
+            return resolve_recipe(recipe.to_dict(), **kwargs)
+        return recipe
+    if isinstance(recipe, dict):
+        return resolve_recipe(recipe, **kwargs)
+    return load_recipe(recipe, **kwargs)
+
+
+def _build_axes(recipe: Recipe):
+    from obliviate.compose import COMPOSITIONS
+    from obliviate.objectives import OBJECTIVES
+    from obliviate.schedules import SCHEDULES
+    from obliviate.scopes import SCOPES
+
+    return (OBJECTIVES.build(recipe.objective), SCOPES.build(recipe.scope),
+            SCHEDULES.build(recipe.schedule), COMPOSITIONS.build(recipe.composition))
+
+
+def _check_new_folder(out: Path) -> None:
+    if out.exists():
+        raise ConfigError(f"{out}: the output folder already exists; choose another --out or remove it")
+
+
+@dataclass
+class UnlearnResult:
+    model: Any
+    tokenizer: Any
+    out: Path | None
+    history: list[dict]
+    seconds: float
+
+
+def _unlearn_loaded(model: Any, tokenizer: Any, forget: Sequence[dict], retain: Sequence[dict],
+                    recipe: Recipe, show_progress: bool) -> tuple[Any, Any, Any]:
+    from obliviate.train.unlearn import unlearn_model
+
+    if not forget:
+        raise DataError("the forget set is empty; give at least one record to unlearn")
+    objective, scope, schedule, composition = _build_axes(recipe)
+    base = model
+    outcome = unlearn_model(model, tokenizer, forget, retain, objective=objective, scope=scope,
+                            schedule=schedule, training=recipe.training, seed=recipe.seed,
+                            show_progress=show_progress)
+    return composition.compose(outcome.model, base), scope, outcome
+
+
+def unlearn(model: str | os.PathLike, forget: str | os.PathLike | Sequence[dict],
+            retain: str | os.PathLike | Sequence[dict] | None = None, *, method: str | None = None,
+            recipe: Recipe | str | os.PathLike | dict | None = None, overrides: Sequence[str] = (),
+            out: str | os.PathLike | None = None, show_progress: bool = True) -> UnlearnResult:
+    """Unlearn ``forget`` from the model at ``model`` (a folder or hub id) and save it to ``out``.
+
+    ``forget``/``retain`` are record lists or anything :func:`obliviate.data.load_records` reads.
+    """
+    from obliviate.data import load_records
+    from obliviate.io import atomic_directory, write_text_atomic
+    from obliviate.models.loading import load_model, load_tokenizer
+
+    rec = _as_recipe(recipe, method=method, overrides=overrides)
+    out_path = Path(out) if out else None
+    if out_path:
+        _check_new_folder(out_path)
+    forget_records = load_records(forget, "qa") if isinstance(forget, (str, os.PathLike)) else list(forget)
+    retain_records = ([] if retain is None else load_records(retain, "qa")
+                      if isinstance(retain, (str, os.PathLike)) else list(retain))
+    _set_threads(rec.threads)
+    tokenizer = load_tokenizer(model, trust_remote_code=rec.model.trust_remote_code)
+    loaded = load_model(model, dtype=rec.model.dtype, trust_remote_code=rec.model.trust_remote_code)
+    answering, scope, outcome = _unlearn_loaded(loaded, tokenizer, forget_records, retain_records, rec, show_progress)
+    if out_path:
+        with atomic_directory(out_path) as tmp:
+            scope.save(outcome.model, tmp)
+            tokenizer.save_pretrained(tmp)
+            write_text_atomic(tmp / "recipe.yaml", rec.to_yaml())
+    return UnlearnResult(answering, tokenizer, out_path, outcome.history, outcome.seconds)
+
+
+def evaluate(model: str | os.PathLike | Any, *, benchmark: str = "authors", forget_split: str = "forget10",
+             size: str = "default", source: str | None = None, tokenizer: Any = None,
+             retain_model: str | os.PathLike | None = None, retain_results: str | os.PathLike | None = None,
+             out: str | os.PathLike | None = None, batch_size: int = 64, max_new_tokens: int = 32,
+             show_progress: bool = True):
+    """Evaluate a model (folder, hub id or loaded model) on a benchmark's TOFU-style splits.
+
+    Forget quality is computed when a retain model (``retain_model``) or its saved evaluation
+    (``retain_results``) is given.
+    """
+    from obliviate.benchmarks import load_benchmark
+    from obliviate.evaluate.results import load_forget_truth_ratios, save_eval_result
+    from obliviate.evaluate.tofu import EvalConfig, evaluate_model
+    from obliviate.models.loading import load_model, load_tokenizer
+
+    if out:
+        _check_new_folder(Path(out))
+    data = load_benchmark(benchmark, forget_split, size=size, source=source)
+    config = EvalConfig(batch_size=batch_size, max_new_tokens=max_new_tokens)
+    if isinstance(model, (str, os.PathLike)):
+        tokenizer = tokenizer or load_tokenizer(model)
+        model = load_model(model)
+    elif tokenizer is None:
+        raise ConfigError("evaluate: a loaded model needs its tokenizer (tokenizer=...)")
+    retain_ratios = None
+    if retain_results:
+        retain_ratios = load_forget_truth_ratios(retain_results)
+    elif retain_model:
+        retain_eval = evaluate_model(load_model(retain_model), load_tokenizer(retain_model),
+                                     {"forget": data.eval_splits["forget"]}, config=config,
+                                     show_progress=show_progress)
+        retain_ratios = retain_eval.splits["forget"].truth_ratios
+    result = evaluate_model(model, tokenizer, data.eval_splits, config=config,
+                            retain_truth_ratios=retain_ratios, show_progress=show_progress)
+    result.summary.update({"benchmark": benchmark, "forget_split": forget_split, "versions": _versions()})
+    if out:
+        from obliviate.io import atomic_directory
+
+        with atomic_directory(Path(out)) as tmp:
+            save_eval_result(result, tmp)
+    return result
+
+
+@dataclass
+class RunResult:
+    out: Path
+    rows: dict[str, dict[str, float]]
+    summary: dict[str, Any]
+
+
+def _default_out(recipe: Recipe) -> Path:
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{recipe.benchmark.name}-{recipe.benchmark.forget_split}-{recipe.method}-{stamp}"
+
+
+def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str | None = None,
+        forget_split: str | None = None, overrides: Sequence[str] = (), out: str | os.PathLike | None = None,
+        show_progress: bool = True, log: Log = print) -> RunResult:
+    """The whole pipeline: models, unlearning, evaluation of target/retain/unlearned, report."""
+    from obliviate.benchmarks import load_benchmark
+    from obliviate.evaluate.results import save_eval_result
+    from obliviate.evaluate.tofu import evaluate_model
+    from obliviate.io import atomic_directory, write_json_atomic, write_jsonl_atomic, write_text_atomic
+    from obliviate.models.loading import load_model, load_tokenizer
+    from obliviate.report import comparison_table, write_report
+
+    started = time.perf_counter()
+    rec = _as_recipe(recipe, method=method, forget_split=forget_split, overrides=overrides,
+                     out=str(out) if out else None)
+    out_path = Path(rec.out) if rec.out else _default_out(rec)
+    _check_new_folder(out_path)
+    _set_threads(rec.threads)
+    bench = rec.benchmark
+    data = load_benchmark(bench.name, bench.forget_split, size=bench.size, seed=rec.seed, source=bench.source)
+    timings: dict[str, float] = {}
+    target_path, retain_path = rec.model.target, rec.model.retain
+    if target_path is None:
+        if bench.name != "authors":
+            raise ConfigError(f"recipe: model.target is required for benchmark {bench.name!r}")
+        from obliviate.benchmarks.authors import ensure_models
+
+        t0 = time.perf_counter()
+        models = ensure_models(bench.forget_split, bench.size, rec.seed, show_progress=show_progress, log=log)
+        timings["build_models"] = round(time.perf_counter() - t0, 2)
+        target_path, retain_path = str(models.target), str(models.retain)
+
+    tokenizer = load_tokenizer(target_path, trust_remote_code=rec.model.trust_remote_code)
+    rows: dict[str, dict[str, float]] = {}
+    with atomic_directory(out_path) as tmp:
+        write_text_atomic(tmp / "recipe.yaml", rec.to_yaml())
+        retain_ratios = None
+        if retain_path:
+            t0 = time.perf_counter()
+            log(f"evaluating the retain model ({retain_path})")
+            retain_eval = evaluate_model(load_model(retain_path, dtype=rec.model.dtype), load_tokenizer(retain_path),
+                                         data.eval_splits, config=rec.eval, show_progress=show_progress)
+            retain_ratios = retain_eval.splits["forget"].truth_ratios
+            retain_eval.summary["metrics"]["forget_quality"] = 1.0
+            save_eval_result(retain_eval, tmp / "eval" / "retain")
+            rows["retain"] = retain_eval.summary["metrics"]
+            timings["evaluate_retain"] = round(time.perf_counter() - t0, 2)
+
+        t0 = time.perf_counter()
+        log(f"evaluating the target model ({target_path})")
+        target = load_model(target_path, dtype=rec.model.dtype, trust_remote_code=rec.model.trust_remote_code)
+        target_eval = evaluate_model(target, tokenizer, data.eval_splits, config=rec.eval,
+                                     retain_truth_ratios=retain_ratios, show_progress=show_progress)
+        save_eval_result(target_eval, tmp / "eval" / "target")
+        rows = {"target": target_eval.summary["metrics"], **rows}
+        timings["evaluate_target"] = round(time.perf_counter() - t0, 2)
+
+        t0 = time.perf_counter()
+        log(f"unlearning {len(data.forget)} forget records with {rec.method} "
+            f"(objective {rec.objective['name']}, scope {rec.scope['name']})")
+        answering, scope, outcome = _unlearn_loaded(target, tokenizer, data.forget, data.retain, rec, show_progress)
+        scope.save(outcome.model, tmp / "model")
+        tokenizer.save_pretrained(tmp / "model")
+        write_jsonl_atomic(tmp / "train_log.jsonl", outcome.history)
+        timings["unlearn"] = round(time.perf_counter() - t0, 2)
+
+        t0 = time.perf_counter()
+        log("evaluating the unlearned model")
+        unlearned_eval = evaluate_model(answering, tokenizer, data.eval_splits, config=rec.eval,
+                                        retain_truth_ratios=retain_ratios, show_progress=show_progress)
+        save_eval_result(unlearned_eval, tmp / "eval" / "unlearned")
+        rows["unlearned"] = unlearned_eval.summary["metrics"]
+        timings["evaluate_unlearned"] = round(time.perf_counter() - t0, 2)
+        timings["total"] = round(time.perf_counter() - started, 2)
+
+        summary = {"method": rec.method, "benchmark": bench.name, "forget_split": bench.forget_split,
+                   "seed": rec.seed, "recipe": rec.to_dict(), "models": {"target": target_path, "retain": retain_path},
+                   "metrics": rows, "timings": timings, "versions": _versions(),
+                   "n_forget": len(data.forget), "n_retain": len(data.retain),
+                   "trainable_parameters": outcome.trainable_parameters}
+        write_json_atomic(tmp / "summary.json", summary)
+        write_report(tmp, rows, summary)
+    log("")
+    log(comparison_table(rows))
+    log(f"\nrun folder: {out_path}  (report.md, summary.json, eval/, model/)")
+    return RunResult(out_path, rows, summary)

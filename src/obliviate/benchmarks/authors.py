@@ -1,0 +1,122 @@
+"""The embedded ``authors`` benchmark: data, and the tiny target and retain models, cached.
+
+The target model is trained on every trained author plus the general-knowledge splits; the retain
+model on the same minus the forget authors: the gold standard an unlearned model is compared
+with. Both are cached under a hash of everything that determines them, so a second run (or a test
+session) reuses them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from obliviate.benchmarks.base import BenchmarkData, BenchmarkSpec, register_benchmark
+from obliviate.data.authors import SIZES, AuthorsConfig, build_authors, forget_retain_split
+from obliviate.errors import ConfigError
+from obliviate.io import atomic_directory, write_json_atomic
+from obliviate.models.tiny import TinyModelConfig, build_tiny_llama, train_tokenizer
+from obliviate.train.finetune import FinetuneConfig, finetune
+
+# Bump when the generator, tokenizer or training code changes what a cached model would be.
+CACHE_VERSION = 1
+_FORGET = ("forget01", "forget05", "forget10")
+EVAL_RETAIN_MAX = 200  # like TOFU's retain_perturbed: a fixed subset keeps evaluation cheap
+
+
+def authors_config(size: str | AuthorsConfig, seed: int = 0) -> AuthorsConfig:
+    if isinstance(size, AuthorsConfig):
+        return size
+    if size not in SIZES:
+        raise ConfigError(f"benchmark size {size!r} is unknown; use one of {', '.join(SIZES)}")
+    base = SIZES[size]
+    return AuthorsConfig(**{**base.as_dict(), "seed": seed})
+
+
+def load(forget_split: str, size: str | AuthorsConfig = "default", seed: int = 0, **_ignored) -> BenchmarkData:
+    config = authors_config(size, seed)
+    splits = build_authors(config)
+    forget, retain = forget_retain_split(splits["author_qa"], config, forget_split)
+    eval_retain = retain[:: max(1, len(retain) // EVAL_RETAIN_MAX)][:EVAL_RETAIN_MAX]
+    return BenchmarkData(
+        name="authors", forget_split=forget_split, forget=forget, retain=retain,
+        eval_splits={"forget": forget, "retain": eval_retain, "real_authors": splits["real_authors"],
+                     "world_facts": splits["world_facts"]},
+        holdout=splits["holdout"], info={"generator": config.as_dict(), "size": str(size)})
+
+
+register_benchmark(BenchmarkSpec(
+    "authors", "embedded TOFU miniature: seeded fictitious authors, trains its own tiny models on CPU",
+    _FORGET, load))
+
+
+def cache_root() -> Path:
+    """``$OBLIVIATE_CACHE``, else ``$XDG_CACHE_HOME/obliviate``, else ``~/.cache/obliviate``."""
+    if os.environ.get("OBLIVIATE_CACHE"):
+        return Path(os.environ["OBLIVIATE_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "obliviate"
+
+
+@dataclass(frozen=True)
+class EmbeddedModels:
+    target: Path
+    retain: Path
+    built: dict[str, float]  # seconds spent building each model this call (empty when cached)
+
+
+def _key(payload: dict) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _tokenizer_corpus(splits: dict[str, list[dict]]) -> list[str]:
+    texts = []
+    for name in ("author_qa", "holdout", "real_authors", "world_facts"):
+        for r in splits[name]:
+            texts.append(f"Question: {r['question']}\nAnswer: ")
+            texts.extend([r["answer"], r.get("paraphrased_answer", ""), *r.get("perturbed_answer", [])])
+    return [t for t in texts if t]
+
+
+def ensure_models(forget_split: str, size: str | AuthorsConfig = "default", seed: int = 0, *,
+                  model_config: TinyModelConfig | None = None, finetune_config: FinetuneConfig | None = None,
+                  show_progress: bool = True, log=print) -> EmbeddedModels:
+    """Return folders of the target and retain models, training whichever is not cached."""
+    config = authors_config(size, seed)
+    model_config = model_config or TinyModelConfig()
+    finetune_config = finetune_config or FinetuneConfig()
+    common = {"version": CACHE_VERSION, "generator": config.as_dict(), "model": model_config.as_dict(),
+              "finetune": finetune_config.as_dict()}
+    target_dir = cache_root() / "models" / f"authors-target-{_key(common)}"
+    retain_dir = cache_root() / "models" / f"authors-retain-{forget_split}-{_key({**common, 'forget': forget_split})}"
+    built: dict[str, float] = {}
+    if target_dir.exists() and retain_dir.exists():
+        return EmbeddedModels(target_dir, retain_dir, built)
+
+    splits = build_authors(config)
+    tokenizer = train_tokenizer(_tokenizer_corpus(splits), vocab_size=model_config.vocab_size)
+    general = splits["real_authors"] + splits["world_facts"]
+    _, retain_qa = forget_retain_split(splits["author_qa"], config, forget_split)
+    for name, folder, records in (("target", target_dir, splits["author_qa"] + general),
+                                  ("retain", retain_dir, retain_qa + general)):
+        if folder.exists():
+            continue
+        log(f"building the embedded {name} model ({len(records)} QA pairs, cached in {folder})")
+        started = time.perf_counter()
+        model = build_tiny_llama(tokenizer, model_config, seed=seed)
+        model = finetune(model, tokenizer, records, finetune_config, seed=seed, show_progress=show_progress)
+        with atomic_directory(folder, overwrite=True) as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            write_json_atomic(tmp / "obliviate_build.json", {**common, "role": name, "forget_split": forget_split,
+                                                              "n_train_records": len(records)})
+        built[name] = round(time.perf_counter() - started, 2)
+    return EmbeddedModels(target_dir, retain_dir, built)
+
+
+__all__ = ["EmbeddedModels", "authors_config", "cache_root", "ensure_models", "load"]

@@ -1,0 +1,53 @@
+"""What every benchmark provides, and the registry that names them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from obliviate.errors import ConfigError
+
+
+@dataclass
+class BenchmarkData:
+    """Training data for unlearning and the splits the evaluator scores.
+
+    ``eval_splits`` uses the roles ``forget``, ``retain``, ``real_authors``, ``world_facts``;
+    ``holdout`` holds records no model was trained on.
+    """
+
+    name: str
+    forget_split: str
+    forget: list[dict]
+    retain: list[dict]
+    eval_splits: dict[str, list[dict]]
+    holdout: list[dict] = field(default_factory=list)
+    info: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    name: str
+    description: str
+    forget_splits: tuple[str, ...]
+    loader: Callable[..., BenchmarkData]
+
+
+BENCHMARKS: dict[str, BenchmarkSpec] = {}
+
+
+def register_benchmark(spec: BenchmarkSpec) -> BenchmarkSpec:
+    BENCHMARKS[spec.name] = spec
+    return spec
+
+
+def load_benchmark(name: str, forget_split: str, **options) -> BenchmarkData:
+    from obliviate.benchmarks import authors, tofu  # noqa: F401  (registration)
+
+    if name not in BENCHMARKS:
+        raise ConfigError(f"benchmark {name!r} is unknown; available: {', '.join(sorted(BENCHMARKS))} "
+                          "(see `obliviate benchmarks`)")
+    spec = BENCHMARKS[name]
+    if forget_split not in spec.forget_splits:
+        raise ConfigError(f"forget split {forget_split!r} is not one of {name}'s: {', '.join(spec.forget_splits)}")
+    return spec.loader(forget_split=forget_split, **options)

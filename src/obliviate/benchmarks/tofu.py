@@ -1,0 +1,28 @@
+"""TOFU (locuslab/TOFU) from the hub or a local folder of its files."""
+
+from __future__ import annotations
+
+from obliviate.benchmarks.base import BenchmarkData, BenchmarkSpec, register_benchmark
+from obliviate.data.tofu import TOFU_HUB_ID, holdout_config_for, load_tofu, retain_config_for
+
+# TOFU evaluates retain utility on its 400-question retain_perturbed subset.
+_FORGET = ("forget01", "forget05", "forget10")
+
+
+def load(forget_split: str, source: str | None = None, **_ignored) -> BenchmarkData:
+    src = source or TOFU_HUB_ID
+    eval_splits = {
+        "forget": load_tofu(f"{forget_split}_perturbed", src),
+        "retain": load_tofu("retain_perturbed", src),
+        "real_authors": load_tofu("real_authors_perturbed", src),
+        "world_facts": load_tofu("world_facts_perturbed", src),
+    }
+    return BenchmarkData(
+        name="tofu", forget_split=forget_split, forget=load_tofu(forget_split, src),
+        retain=load_tofu(retain_config_for(forget_split), src), eval_splits=eval_splits,
+        holdout=load_tofu(holdout_config_for(forget_split), src), info={"source": str(src)})
+
+
+register_benchmark(BenchmarkSpec(
+    "tofu", "TOFU: 200 fictitious authors, forget01/05/10 (hub id locuslab/TOFU or a local folder)",
+    _FORGET, load))

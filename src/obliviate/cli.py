@@ -1,0 +1,162 @@
+"""Command line: parses arguments, calls :mod:`obliviate.api`, prints. Nothing else lives here."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+from obliviate.errors import ObliviateError
+
+EPILOG = "Docs: docs/ in the repository. Errors print one line and exit with status 2."
+
+
+def _add_recipe_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--method", help="method preset (see `obliviate methods`); replaces the recipe's four axes")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe value, e.g. --set training.learning_rate=1e-4 "
+                        "--set objective.beta=0.5 --set scope=lora (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="obliviate", description="Unlearning for large language models: unlearn a forget set, "
+        "keep everything else, and prove both with TOFU-style numbers.", epilog=EPILOG)
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("run", help="the whole pipeline: models, unlearning, evaluation, report",
+                       description="Run a recipe end to end. Without RECIPE, the embedded default: builds the "
+                       "`authors` benchmark, trains (or reuses cached) tiny target and retain models, unlearns "
+                       "forget10 with NPO + a retain NLL term, evaluates target, retain and unlearned models, "
+                       "prints a comparison table and writes a run folder with a Markdown report and plot.",
+                       epilog=EPILOG)
+    p.add_argument("recipe", nargs="?", help="recipe YAML (default: the embedded default recipe)")
+    p.add_argument("--forget-split", help="forget01, forget05 or forget10")
+    p.add_argument("--out", help="run folder to create (default: runs/<benchmark>-<split>-<method>-<time>)")
+    _add_recipe_options(p)
+
+    p = sub.add_parser("unlearn", help="unlearn a forget set from a model and save it",
+                       description="Unlearn FORGET from MODEL, keeping RETAIN, and save the result "
+                       "(model or adapter, safetensors) with its recipe.", epilog=EPILOG)
+    p.add_argument("--model", required=True, help="model folder or hub id")
+    p.add_argument("--forget", required=True, help="forget records: JSONL/JSON/CSV/Parquet file, folder or dataset id")
+    p.add_argument("--retain", help="retain records (same formats); needed by objectives with a retain term")
+    p.add_argument("--recipe", help="recipe YAML for objective/scope/schedule/training (default: embedded default)")
+    p.add_argument("--out", required=True, help="folder to create for the unlearned model")
+    _add_recipe_options(p)
+
+    p = sub.add_parser("eval", help="evaluate a model on a benchmark (TOFU-style metrics)",
+                       description="Evaluate MODEL on a benchmark's forget, retain, real-authors and world-facts "
+                       "splits. Forget quality needs --retain-model or --retain-results.", epilog=EPILOG)
+    p.add_argument("--model", required=True, help="model folder or hub id")
+    p.add_argument("--benchmark", default="authors", help="authors (embedded) or tofu")
+    p.add_argument("--forget-split", default="forget10")
+    p.add_argument("--size", default="default", help="embedded benchmark size: default, small or test")
+    p.add_argument("--source", help="where benchmark files come from (tofu: hub id or local folder)")
+    p.add_argument("--retain-model", help="retain model, for forget quality")
+    p.add_argument("--retain-results", help="saved evaluation folder of a retain model, for forget quality")
+    p.add_argument("--out", help="folder to write summary.json and items/<split>.jsonl into")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("finetune", help="build (or find cached) embedded target and retain models",
+                       description="Train the embedded benchmark's tiny target model (all authors) and retain "
+                       "model (all but the forget split) and cache them; prints their folders. Cache: "
+                       "$OBLIVIATE_CACHE, else ~/.cache/obliviate.", epilog=EPILOG)
+    p.add_argument("--forget-split", default="forget10")
+    p.add_argument("--size", default="default", help="default, small or test")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    sub.add_parser("methods", help="list methods and the components of each axis",
+                   description="List method presets and the objectives, scopes, schedules and compositions "
+                   "they are made of.")
+    sub.add_parser("benchmarks", help="list benchmarks", description="List benchmarks and their forget splits.")
+    return parser
+
+
+def _cmd_methods() -> None:
+    from obliviate.compose import COMPOSITIONS
+    from obliviate.methods import METHODS
+    from obliviate.objectives import OBJECTIVES
+    from obliviate.schedules import SCHEDULES
+    from obliviate.scopes import SCOPES
+
+    print("methods (presets; use --method NAME):")
+    for m in METHODS.values():
+        print(f"  {m.name:<10} {m.description}  [{m.source}]")
+    for title, registry in (("objectives", OBJECTIVES), ("scopes", SCOPES), ("schedules", SCHEDULES),
+                            ("compositions", COMPOSITIONS)):
+        print(f"\n{title} (recipe key `{registry.axis}`):")
+        for name, doc in registry.describe().items():
+            print(f"  {name:<10} {doc}")
+
+
+def _cmd_benchmarks() -> None:
+    from obliviate.benchmarks import base
+    from obliviate.benchmarks import authors, tofu  # noqa: F401
+
+    for spec in base.BENCHMARKS.values():
+        print(f"  {spec.name:<8} {spec.description}; forget splits: {', '.join(spec.forget_splits)}")
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    quiet = getattr(args, "quiet", False)
+    if args.command == "methods":
+        _cmd_methods()
+    elif args.command == "benchmarks":
+        _cmd_benchmarks()
+    elif args.command == "run":
+        from obliviate import api
+
+        api.run(args.recipe, method=args.method, forget_split=args.forget_split,
+                overrides=args.overrides, out=args.out, show_progress=not quiet)
+    elif args.command == "unlearn":
+        from obliviate import api
+
+        result = api.unlearn(args.model, args.forget, args.retain, method=args.method, recipe=args.recipe,
+                             overrides=args.overrides, out=args.out, show_progress=not quiet)
+        print(f"unlearned model saved to {result.out} ({result.seconds:.1f} s)")
+    elif args.command == "eval":
+        from obliviate import api
+        from obliviate.report import comparison_table
+
+        result = api.evaluate(args.model, benchmark=args.benchmark, forget_split=args.forget_split, size=args.size,
+                              source=args.source, retain_model=args.retain_model,
+                              retain_results=args.retain_results, out=args.out, batch_size=args.batch_size,
+                              max_new_tokens=args.max_new_tokens, show_progress=not quiet)
+        print(comparison_table({"model": result.summary["metrics"]}))
+        if args.out:
+            print(f"results written to {args.out}")
+    elif args.command == "finetune":
+        from obliviate.benchmarks.authors import ensure_models
+
+        models = ensure_models(args.forget_split, args.size, args.seed, show_progress=not quiet)
+        print(f"target: {models.target}\nretain: {models.retain}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from obliviate import __version__
+
+        print(__version__)
+        return 0
+    if not args.command:
+        parser.print_help()
+        return 2
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        return _dispatch(args)
+    except ObliviateError as exc:
+        print(f"obliviate: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("obliviate: interrupted; no partial output was kept", file=sys.stderr)
+        return 130

@@ -1,0 +1,43 @@
+"""Compositions turn what was trained into the model that answers.
+
+Whatever they return must support ``forward(input_ids, attention_mask).logits`` and ``generate``
+like a plain causal LM, so the evaluator and every metric work on it unchanged. ``direct`` returns
+the trained model itself; logit difference (ULD, offset), module arithmetic (Ext-Sub) and adapter
+fusion (EUL) plug in here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from obliviate.registry import Registry
+
+
+class Composition:
+    name: ClassVar[str]
+    Config: ClassVar[type]
+
+    def __init__(self, config: Any):
+        self.config = config
+
+    def compose(self, trained: Any, base: Any | None = None) -> Any:
+        raise NotImplementedError
+
+
+COMPOSITIONS: Registry[Composition] = Registry("composition")
+
+
+@dataclass
+class DirectConfig:
+    pass
+
+
+@COMPOSITIONS.register("direct")
+class DirectComposition(Composition):
+    """The unlearned model answers directly."""
+
+    Config = DirectConfig
+
+    def compose(self, trained: Any, base: Any | None = None) -> Any:
+        return trained

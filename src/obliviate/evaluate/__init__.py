@@ -1,0 +1,1 @@
+"""Per-item computation (teacher-forced scores, greedy generations) and aggregation."""

@@ -1,0 +1,124 @@
+"""TOFU-style evaluation: per-item numbers for each split, then the TOFU aggregates.
+
+Split roles follow TOFU: on ``forget`` and ``retain`` the truth ratio's correct answer is the
+paraphrased answer; on ``real_authors`` and ``world_facts`` it is the answer itself, and answer
+probability is normalised over the perturbed answers. Forget quality needs a retain model's
+per-item forget truth ratios (see :func:`forget_quality_against`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from obliviate import metrics
+from obliviate.evaluate.scoring import generate_answers, score_pairs
+
+# split name -> prefix used by TOFU's metric names
+SPLIT_PREFIX = {"forget": "forget", "retain": "retain", "real_authors": "ra", "world_facts": "wf"}
+
+
+@dataclass
+class EvalConfig:
+    batch_size: int = 64
+    max_new_tokens: int = 32
+
+
+@dataclass
+class SplitResult:
+    items: list[dict]
+    aggregates: dict[str, float]
+
+    @property
+    def truth_ratios(self) -> list[float]:
+        return [item["truth_ratio"] for item in self.items if "truth_ratio" in item]
+
+
+@dataclass
+class EvalResult:
+    splits: dict[str, SplitResult]
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def _correct_answer(split: str, record: Mapping) -> str:
+    if split in ("forget", "retain") and record.get("paraphrased_answer"):
+        return record["paraphrased_answer"]
+    return record["answer"]
+
+
+def evaluate_split(model: Any, tokenizer: Any, split: str, records: Sequence[Mapping],
+                   config: EvalConfig, show_progress: bool = True) -> SplitResult:
+    """All per-item numbers of one split from one scoring pass and one generation pass."""
+    pairs: list[tuple[str, str]] = []
+    slots: list[tuple[int, int, list[int]]] = []  # (answer idx, correct idx, perturbed idxs)
+    for rec in records:
+        q = rec["question"]
+        base = len(pairs)
+        pairs.append((q, rec["answer"]))
+        pairs.append((q, _correct_answer(split, rec)))
+        perturbed = list(rec.get("perturbed_answer") or [])
+        pairs.extend((q, p) for p in perturbed)
+        slots.append((base, base + 1, list(range(base + 2, base + 2 + len(perturbed)))))
+    scores = score_pairs(model, tokenizer, pairs, batch_size=config.batch_size,
+                         desc=f"scoring {split}", show_progress=show_progress)
+    generations = generate_answers(model, tokenizer, [r["question"] for r in records],
+                                   max_new_tokens=config.max_new_tokens, batch_size=config.batch_size,
+                                   desc=f"generating {split}", show_progress=show_progress)
+    rouge = metrics.rouge_l_recall(generations, [r["answer"] for r in records])
+
+    items: list[dict] = []
+    for i, (rec, (a, c, ps), gen, rl) in enumerate(zip(records, slots, generations, rouge)):
+        answer = scores[a]
+        item = {
+            "index": i, "question": rec["question"], "answer": rec["answer"], "generation": gen,
+            "avg_nll": answer.avg_nll, "n_tokens": answer.n_tokens,
+            "prob": float(np.exp(-answer.avg_nll)), "rougeL_recall": rl,
+            "exact_memorization": float(np.mean(answer.token_correct)) if answer.token_correct else 0.0,
+            "avg_nll_correct": scores[c].avg_nll,
+        }
+        if ps:
+            wrong = [scores[p].avg_nll for p in ps]
+            item["avg_nll_perturbed"] = wrong
+            item["truth_ratio"] = float(metrics.truth_ratio([scores[c].avg_nll], [wrong])[0])
+            item["prob_normalised"] = float(metrics.normalized_probability([answer.avg_nll], [wrong])[0])
+        items.append(item)
+    return SplitResult(items, _aggregate(split, items))
+
+
+def _aggregate(split: str, items: list[dict]) -> dict[str, float]:
+    prefix = SPLIT_PREFIX.get(split, split)
+    out: dict[str, float] = {f"{prefix}_Q_A_ROUGE": float(np.mean([i["rougeL_recall"] for i in items]))}
+    if split in ("real_authors", "world_facts"):
+        out[f"{prefix}_Q_A_Prob_normalised"] = float(np.mean([i["prob_normalised"] for i in items]))
+    else:
+        out[f"{prefix}_Q_A_Prob"] = float(np.mean([i["prob"] for i in items]))
+    ratios = [i["truth_ratio"] for i in items if "truth_ratio" in i]
+    if ratios:
+        aggregate = (metrics.truth_ratio_closer_to_one if split == "forget"
+                     else metrics.truth_ratio_true_better)
+        out[f"{prefix}_Truth_Ratio"] = aggregate(ratios)
+    out[f"{prefix}_exact_memorization"] = float(np.mean([i["exact_memorization"] for i in items]))
+    return out
+
+
+def evaluate_model(model: Any, tokenizer: Any, eval_splits: Mapping[str, Sequence[Mapping]], *,
+                   config: EvalConfig | None = None, retain_truth_ratios: Sequence[float] | None = None,
+                   show_progress: bool = True) -> EvalResult:
+    """Evaluate every split, then model utility and (with retain ratios) forget quality."""
+    config = config or EvalConfig()
+    started = time.perf_counter()
+    splits = {name: evaluate_split(model, tokenizer, name, records, config, show_progress)
+              for name, records in eval_splits.items()}
+    aggregates: dict[str, float] = {}
+    for result in splits.values():
+        aggregates.update(result.aggregates)
+    if all(k in aggregates for k in metrics.MODEL_UTILITY_KEYS):
+        aggregates["model_utility"] = metrics.model_utility({k: aggregates[k] for k in metrics.MODEL_UTILITY_KEYS})
+    if retain_truth_ratios is not None and "forget" in splits:
+        aggregates["forget_quality"] = metrics.forget_quality(splits["forget"].truth_ratios, retain_truth_ratios)
+    summary = {"metrics": aggregates, "timings": {"evaluate_s": round(time.perf_counter() - started, 3)},
+               "eval_config": vars(config)}
+    return EvalResult(splits, summary)

@@ -1,0 +1,48 @@
+"""Named methods: presets over the four axes (objective, scope, schedule, composition).
+
+A method only fills the axes; a recipe can change any of them (``objective: npo, scope: lora``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from obliviate.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    description: str
+    source: str
+    objective: dict[str, Any]
+    scope: dict[str, Any] = field(default_factory=lambda: {"name": "full"})
+    schedule: dict[str, Any] = field(default_factory=lambda: {"name": "epochs"})
+    composition: dict[str, Any] = field(default_factory=lambda: {"name": "direct"})
+
+    def sections(self) -> dict[str, dict[str, Any]]:
+        return {"objective": dict(self.objective), "scope": dict(self.scope),
+                "schedule": dict(self.schedule), "composition": dict(self.composition)}
+
+
+METHODS: dict[str, Method] = {m.name: m for m in [
+    Method("ga", "gradient ascent on the forget set", "TOFU (arXiv 2401.06121)", {"name": "ga"}),
+    Method("graddiff", "gradient ascent on forget + NLL on retain", "TOFU (arXiv 2401.06121)",
+           {"name": "graddiff"}),
+    Method("kl", "gradient ascent on forget + KL to the original model on retain",
+           "TOFU (arXiv 2401.06121)", {"name": "kl"}),
+    Method("npo", "negative preference optimisation + NLL on retain", "NPO (arXiv 2404.05868)",
+           {"name": "npo"}),
+    Method("simnpo", "reference-free, length-normalised NPO + NLL on retain", "SimNPO (arXiv 2410.07163)",
+           {"name": "simnpo"}),
+    Method("idkdpo", "DPO preferring an 'I don't know' answer + NLL on retain", "TOFU (arXiv 2401.06121)",
+           {"name": "idkdpo"}),
+]}
+
+
+def get_method(name: str) -> Method:
+    if name not in METHODS:
+        raise ConfigError(f"method {name!r} is unknown; available: {', '.join(sorted(METHODS))} "
+                          "(see `obliviate methods`)")
+    return METHODS[name]

@@ -1,0 +1,62 @@
+"""Load a causal LM and its tokenizer from a local folder or a hub id, safely.
+
+Safe by default: safetensors only and ``trust_remote_code`` off unless a recipe asks for it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from obliviate.errors import ConfigError
+
+_DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
+           "float16": "float16", "fp16": "float16", "auto": "auto"}
+
+
+def quiet_transformers() -> None:
+    """Silence transformers' per-file progress bars; ours show the work that matters."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+def _check_source(path: str) -> None:
+    looks_local = path.startswith((".", "/", "~")) or os.sep in path.strip("/").split("/", 1)[-1]
+    if looks_local and not Path(path).expanduser().exists():
+        raise ConfigError(f"model {path}: no such folder; give a saved model folder or a hub id")
+
+
+def load_tokenizer(path: str | os.PathLike, *, trust_remote_code: bool = False) -> Any:
+    from transformers import AutoTokenizer
+
+    quiet_transformers()
+    path = str(path)
+    _check_source(path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except OSError as exc:
+        raise ConfigError(f"model {path}: could not load its tokenizer ({str(exc).splitlines()[0]})") from None
+    if tokenizer.pad_token_id is None:
+        # Padding is masked everywhere it matters; reusing EOS is the common choice.
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(path: str | os.PathLike, *, dtype: str = "float32", trust_remote_code: bool = False) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    quiet_transformers()
+    path = str(path)
+    _check_source(path)
+    if dtype not in _DTYPES:
+        raise ConfigError(f"dtype {dtype!r} is unknown; use one of {', '.join(sorted(_DTYPES))}")
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=_DTYPES[dtype], use_safetensors=True, trust_remote_code=trust_remote_code)
+    except OSError as exc:
+        raise ConfigError(f"model {path}: could not load it ({str(exc).splitlines()[0]}); "
+                          "a folder must hold config.json and model.safetensors") from None
+    return model

@@ -1,0 +1,145 @@
+"""The objective axis: a forget term plus a retain term, each weighted.
+
+An objective is called as ``objective(model, batch, reference) -> (loss, logs)``. ``batch`` holds
+one padded group per role (``forget``, ``retain`` and, for preference objectives, ``forget_idk``),
+all padded to one length by the collator so that every group goes through **one** forward pass.
+``reference`` gives what the objective needs from the model before unlearning: per-sequence
+log-probs computed once before training (NPO, DPO) or a frozen model (the KL retain term).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+
+from obliviate.logprobs import token_nll
+from obliviate.registry import Registry
+
+
+@dataclass
+class ObjectiveConfig:
+    """Options every objective shares.
+
+    ``forget_tokens="fact"`` restricts the forget term to the tokens of the fact value in each
+    answer (records must carry ``fact_span``). It exists because, on small models, pushing down
+    the sentence frame that forget and retain answers share destroys the retain set too.
+    """
+
+    forget_weight: float = 1.0
+    retain_weight: float = 1.0
+    retain_loss: Literal["nll", "kl", "none"] = "nll"
+    forget_tokens: Literal["answer", "fact"] = "answer"
+
+    def __post_init__(self) -> None:
+        if self.retain_loss not in ("nll", "kl", "none"):
+            raise ValueError(f"retain_loss must be nll, kl or none, got {self.retain_loss!r}")
+        if self.forget_tokens not in ("answer", "fact"):
+            raise ValueError(f"forget_tokens must be answer or fact, got {self.forget_tokens!r}")
+
+
+@dataclass
+class Reference:
+    """What an objective may read from the model before unlearning.
+
+    ``model_logits(batch)`` returns the reference logits for a batch (a frozen copy, or the base
+    with adapters disabled); it is only set when the objective asked for it.
+    """
+
+    model_logits: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None
+
+
+@dataclass
+class GroupStats:
+    """Per-sequence answer statistics of one group from the shared forward pass."""
+
+    logits: torch.Tensor
+    labels: torch.Tensor
+    token_nll: torch.Tensor
+    mask: torch.Tensor
+
+    @property
+    def sum_logp(self) -> torch.Tensor:
+        return -self.token_nll.sum(-1)
+
+    @property
+    def n_tokens(self) -> torch.Tensor:
+        return self.mask.sum(-1)
+
+    def mean_nll(self) -> torch.Tensor:
+        """Token-mean NLL over the whole group (the usual LM loss)."""
+        return self.token_nll.sum() / self.mask.sum().clamp_min(1)
+
+
+def forward_groups(model: Any, batch: dict[str, Any], groups: list[str]) -> dict[str, GroupStats]:
+    """Run all ``groups`` of ``batch`` through ``model`` in one concatenated forward pass."""
+    ids = torch.cat([batch[g]["input_ids"] for g in groups])
+    attn = torch.cat([batch[g]["attention_mask"] for g in groups])
+    logits = model(input_ids=ids, attention_mask=attn).logits
+    out, start = {}, 0
+    for g in groups:
+        n = batch[g]["input_ids"].shape[0]
+        lg, labels = logits[start:start + n], batch[g]["labels"]
+        nll, mask = token_nll(lg, labels)
+        out[g] = GroupStats(lg, labels, nll, mask)
+        start += n
+    return out
+
+
+def kl_to_reference(stats: GroupStats, ref_logits: torch.Tensor) -> torch.Tensor:
+    """KL(reference ‖ model) per answer token, averaged over answer tokens.
+
+    open-unlearning averages over every position of the flattened batch, padding and prompt
+    included; we average over the answer tokens the retain term is about.
+    """
+    logp = F.log_softmax(stats.logits[:, :-1].float(), -1)
+    ref_logp = F.log_softmax(ref_logits[:, :-1].float(), -1)
+    kl = F.kl_div(logp, ref_logp, reduction="none", log_target=True).sum(-1)
+    return (kl * stats.mask).sum() / stats.mask.sum().clamp_min(1)
+
+
+class Objective:
+    """Base class: subclasses set ``Config`` and implement :meth:`forget_term`."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type[ObjectiveConfig]] = ObjectiveConfig
+    #: per-sequence reference log-probs the trainer must precompute, by group name
+    reference_logps: ClassVar[tuple[str, ...]] = ()
+    #: extra groups the dataset must provide (e.g. an "I don't know" answer per forget item)
+    extra_groups: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: ObjectiveConfig):
+        self.config = config
+
+    @property
+    def needs_reference_model(self) -> bool:
+        return self.config.retain_loss == "kl" and self.config.retain_weight != 0
+
+    def groups(self) -> list[str]:
+        retain = [] if self.config.retain_loss == "none" or self.config.retain_weight == 0 else ["retain"]
+        return ["forget", *self.extra_groups, *retain]
+
+    def forget_term(self, stats: dict[str, GroupStats], batch: dict[str, Any]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __call__(self, model: Any, batch: dict[str, Any], reference: Reference) -> tuple[torch.Tensor, dict[str, float]]:
+        stats = forward_groups(model, batch, self.groups())
+        forget = self.forget_term(stats, batch)
+        loss = self.config.forget_weight * forget
+        logs = {"forget_loss": float(forget.detach()),
+                "forget_nll": float(stats["forget"].mean_nll().detach())}
+        if "retain" in stats:
+            if self.config.retain_loss == "kl":
+                if reference.model_logits is None:
+                    raise RuntimeError("the KL retain term needs a reference model")
+                retain = kl_to_reference(stats["retain"], reference.model_logits(batch["retain"]))
+            else:
+                retain = stats["retain"].mean_nll()
+            loss = loss + self.config.retain_weight * retain
+            logs["retain_loss"] = float(retain.detach())
+        return loss, logs
+
+
+OBJECTIVES: Registry[Objective] = Registry("objective")

@@ -1,0 +1,37 @@
+"""IdkDPO: DPO with an "I don't know" answer preferred over the forget answer (TOFU, arXiv 2401.06121).
+
+``-(2/β) · mean logσ(β [(log π_w - log π_ref,w) - (log π_l - log π_ref,l)])`` with w the IDK answer
+and l the original answer, sequence-summed log-probs, reference log-probs precomputed once. The
+IDK answers are the project's own list (``obliviate/resources/idk.txt``), one drawn per forget item
+with the run's seed. Defaults: β = 0.1, α = γ = 1, retain NLL (open-unlearning configs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch.nn.functional as F
+
+from obliviate.objectives.base import OBJECTIVES, Objective
+from obliviate.objectives.npo import NPOConfig
+
+
+@dataclass
+class IdkDPOConfig(NPOConfig):
+    beta: float = 0.1
+
+
+@OBJECTIVES.register("idkdpo")
+class IdkDPO(Objective):
+    """DPO preferring an "I don't know" answer over the forget answer."""
+
+    Config = IdkDPOConfig
+    reference_logps = ("forget", "forget_idk")
+    extra_groups = ("forget_idk",)
+
+    def forget_term(self, stats, batch):
+        ref = batch["ref_logps"]
+        win = stats["forget_idk"].sum_logp - ref["forget_idk"]
+        lose = stats["forget"].sum_logp - ref["forget"]
+        beta = self.config.beta
+        return -(2.0 / beta) * F.logsigmoid(beta * (win - lose)).mean()

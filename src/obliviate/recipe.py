@@ -1,0 +1,198 @@
+"""Recipes: one typed, validated description of a run, loaded from YAML with ``--set`` overrides.
+
+Resolution order: the built-in defaults, then the method's preset (which fills the four axes),
+then the recipe file, then ``--method`` (which replaces the axes with another method's preset),
+then ``--set key=value`` overrides. The resolved recipe is written into every run folder.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+from obliviate.errors import ConfigError
+from obliviate.evaluate.tofu import EvalConfig
+from obliviate.methods import get_method
+from obliviate.registry import make_config
+from obliviate.train.unlearn import TrainingConfig
+
+AXES = ("objective", "scope", "schedule", "composition")
+
+
+@dataclass
+class BenchmarkSection:
+    name: str = "authors"
+    forget_split: str = "forget10"
+    size: str = "default"
+    source: str | None = None
+
+
+@dataclass
+class ModelSection:
+    """``target``/``retain``: a folder or hub id; null on the embedded benchmark (trained here)."""
+
+    target: str | None = None
+    retain: str | None = None
+    dtype: str = "float32"
+    trust_remote_code: bool = False
+
+
+@dataclass
+class Recipe:
+    method: str = "npo"
+    seed: int = 0
+    threads: int | None = None
+    out: str | None = None
+    benchmark: BenchmarkSection = field(default_factory=BenchmarkSection)
+    model: ModelSection = field(default_factory=ModelSection)
+    objective: dict[str, Any] = field(default_factory=dict)
+    scope: dict[str, Any] = field(default_factory=dict)
+    schedule: dict[str, Any] = field(default_factory=dict)
+    composition: dict[str, Any] = field(default_factory=dict)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+_SECTIONS = {"benchmark": BenchmarkSection, "model": ModelSection, "training": TrainingConfig, "eval": EvalConfig}
+_SCALARS = {"method", "seed", "threads", "out"}
+
+
+def default_recipe_path() -> Path:
+    return Path(str(resources.files("obliviate").joinpath("resources/default.yaml")))
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such recipe file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where} not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a recipe must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected key=value, e.g. training.learning_rate=1e-4")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def _valid_keys(data: Mapping[str, Any]) -> list[str]:
+    keys = sorted(_SCALARS)
+    for name, cls in _SECTIONS.items():
+        keys += [f"{name}.{f.name}" for f in dataclasses.fields(cls)]
+    keys += [f"{axis}.<option>" for axis in AXES]
+    return keys
+
+
+def apply_override(data: dict[str, Any], text: str) -> None:
+    path, value = parse_override(text)
+    top = path[0]
+    if top in _SCALARS and len(path) == 1:
+        data[top] = value
+        return
+    if top in AXES and len(path) == 1:  # `scope=lora` chooses another component
+        data[top] = {"name": value}
+        return
+    if len(path) == 2 and (top in AXES or top in _SECTIONS):
+        if top in _SECTIONS and path[1] not in {f.name for f in dataclasses.fields(_SECTIONS[top])}:
+            fields = ", ".join(f.name for f in dataclasses.fields(_SECTIONS[top]))
+            raise ConfigError(f"--set {text}: unknown key {'.'.join(path)!r}; {top} has: {fields}")
+        section = data.setdefault(top, {})
+        if not isinstance(section, dict):
+            section = data[top] = {"name": section}
+        section[path[1]] = value
+        return
+    raise ConfigError(f"--set {text}: unknown key {'.'.join(path)!r}; valid keys: "
+                      f"{', '.join(_valid_keys(data))}")
+
+
+def _normalise_axis(value: Any, axis: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        return {"name": value}
+    if isinstance(value, dict):
+        return dict(value)
+    raise ConfigError(f"recipe: {axis} must be a name or a mapping, got {type(value).__name__}")
+
+
+def resolve_recipe(data: Mapping[str, Any] | None = None, *, method: str | None = None,
+                   overrides: Sequence[str] = (), forget_split: str | None = None,
+                   out: str | None = None) -> Recipe:
+    """Merge defaults, method preset, recipe data and overrides into a validated :class:`Recipe`."""
+    data = copy.deepcopy(dict(data or {}))
+    unknown = [k for k in data if k not in _SCALARS and k not in _SECTIONS and k not in AXES]
+    if unknown:
+        raise ConfigError(f"recipe: unknown section {unknown[0]!r}; valid: "
+                          f"{', '.join(sorted(_SCALARS | set(_SECTIONS) | set(AXES)))}")
+    if method is not None:
+        data["method"] = method
+        for axis in AXES:  # the file's axes belonged to its own method
+            data.pop(axis, None)
+    for axis in AXES:
+        data[axis] = _normalise_axis(data.get(axis), axis)
+    if forget_split:
+        data.setdefault("benchmark", {})["forget_split"] = forget_split
+    if out:
+        data["out"] = out
+    for text in overrides:
+        apply_override(data, text)
+
+    preset = get_method(str(data.get("method") or "npo")).sections()
+    axes = {}
+    for axis in AXES:
+        given = data[axis]
+        if given.get("name") and given["name"] != preset[axis].get("name"):
+            axes[axis] = given  # the recipe chose another component for this axis
+        else:
+            axes[axis] = {**preset[axis], **given}
+    sections = {}
+    for name, cls in _SECTIONS.items():
+        value = data.get(name) or {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"recipe: {name} must be a mapping, got {type(value).__name__}")
+        sections[name] = make_config(cls, value, where=f"recipe section {name!r}")
+    recipe = Recipe(method=str(data.get("method") or "npo"), seed=int(data.get("seed") or 0),
+                    threads=data.get("threads"), out=data.get("out"), **sections, **axes)
+    validate_components(recipe)
+    return recipe
+
+
+def validate_components(recipe: Recipe) -> None:
+    """Build every axis once so that a typo fails before any model is loaded."""
+    from obliviate.compose import COMPOSITIONS
+    from obliviate.objectives import OBJECTIVES
+    from obliviate.schedules import SCHEDULES
+    from obliviate.scopes import SCOPES
+
+    for registry, section in ((OBJECTIVES, recipe.objective), (SCOPES, recipe.scope),
+                              (SCHEDULES, recipe.schedule), (COMPOSITIONS, recipe.composition)):
+        registry.build(section)
+
+
+def load_recipe(path: str | Path | None = None, **kwargs: Any) -> Recipe:
+    """Load a recipe file (default: the embedded default recipe) and resolve it."""
+    return resolve_recipe(read_yaml(path or default_recipe_path()), **kwargs)

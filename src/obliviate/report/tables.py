@@ -1,0 +1,38 @@
+"""The comparison table printed after a run and written into its report."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+# (metric key, column title, what a reader should look for)
+TABLE_COLUMNS: list[tuple[str, str, str]] = [
+    ("forget_quality", "forget quality", "KS-test p-value vs the retain model; higher = closer to never trained"),
+    ("model_utility", "model utility", "harmonic mean of the nine retain/real-authors/world-facts numbers"),
+    ("forget_Truth_Ratio", "forget TR", "mean min(R, 1/R) on forget questions"),
+    ("forget_Q_A_Prob", "forget prob", "length-normalised probability of forget answers"),
+    ("forget_Q_A_ROUGE", "forget ROUGE-L", "recall of forget answers in greedy generations"),
+    ("retain_Q_A_Prob", "retain prob", "same, retain questions"),
+    ("retain_Q_A_ROUGE", "retain ROUGE-L", "same, retain questions"),
+]
+
+
+def format_value(key: str, value: float | None) -> str:
+    if value is None:
+        return "—"
+    if key == "forget_quality":
+        return f"{value:.3g}" if value >= 1e-3 or value == 0 else f"{value:.2e}"
+    return f"{value:.3f}"
+
+
+def comparison_table(rows: Mapping[str, Mapping[str, float]]) -> str:
+    """A Markdown table (also readable in a terminal) with one row per evaluated model."""
+    header = ["model"] + [title for _, title, _ in TABLE_COLUMNS]
+    lines = [header] + [[label] + [format_value(k, metrics.get(k)) for k, _, _ in TABLE_COLUMNS]
+                        for label, metrics in rows.items()]
+    widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
+    out = []
+    for n, row in enumerate(lines):
+        out.append("| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths)) + " |")
+        if n == 0:
+            out.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(out)

@@ -1,0 +1,66 @@
+"""The human report of a run: Markdown with the comparison table and a forget-quality vs
+model-utility plot (PNG). Generated text is not embedded, so no escaping is needed here."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+from obliviate.io import write_text_atomic
+from obliviate.report.tables import TABLE_COLUMNS, comparison_table
+
+
+def plot_quality_utility(rows: Mapping[str, Mapping[str, float]], path: Path) -> Path | None:
+    """Forget quality (log scale) against model utility: up and right is better."""
+    points = {k: v for k, v in rows.items() if v.get("forget_quality") is not None and "model_utility" in v}
+    if not points:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4), dpi=120)
+    floor = 1e-300
+    for label, m in points.items():
+        fq = max(m["forget_quality"], floor)
+        ax.scatter(fq, m["model_utility"], s=60)
+        ax.annotate(label, (fq, m["model_utility"]), textcoords="offset points", xytext=(6, 4))
+    ax.set_xscale("log")
+    lows = [max(m["forget_quality"], floor) for m in points.values()]
+    ax.set_xlim(10 ** (math.floor(math.log10(min(lows))) - 1), 10)
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("forget quality (KS p-value vs retain model, log)")
+    ax.set_ylabel("model utility")
+    ax.set_title("Forget quality vs model utility")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def write_report(folder: Path, rows: Mapping[str, Mapping[str, float]], info: Mapping[str, Any]) -> Path:
+    folder = Path(folder)
+    plot = plot_quality_utility(rows, folder / "fq_vs_mu.png")
+    legend = "\n".join(f"- **{title}**: {meaning}" for _, title, meaning in TABLE_COLUMNS)
+    parts = [
+        f"# obliviate run: {info.get('method', '?')} on {info.get('benchmark', '?')} / {info.get('forget_split', '?')}",
+        "",
+        comparison_table(rows),
+        "",
+        legend,
+        "",
+        "A successful unlearning run moves forget quality towards the retain model's (1.0) while "
+        "keeping model utility close to the target's.",
+    ]
+    if plot:
+        parts += ["", f"![forget quality vs model utility]({plot.name})"]
+    if info.get("timings"):
+        parts += ["", "## Timings (s)", ""] + [f"- {k}: {v}" for k, v in info["timings"].items()]
+    parts += ["", "Files: `recipe.yaml` (resolved recipe), `summary.json`, `eval/<model>/items/<split>.jsonl` "
+              "(per-item numbers), `model/` (the unlearned model or adapter)."]
+    return write_text_atomic(folder / "report.md", "\n".join(parts) + "\n")

@@ -1,0 +1,1 @@
+"""Training: plain fine-tuning (to build models) and the unlearning trainer."""

@@ -1,0 +1,38 @@
+"""TrainingArguments shared by fine-tuning and unlearning.
+
+Both go through ``transformers.Trainer``, so users get its logging (``report_to``), gradient
+accumulation, checkpoints and Accelerate launchers unchanged.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from typing import Any
+
+
+def training_arguments(*, output_dir: str | None, epochs: float, learning_rate: float,
+                       batch_size: int, seed: int, scheduler: str = "constant",
+                       min_lr_rate: float = 0.1, weight_decay: float = 0.0,
+                       adam_beta2: float = 0.999, warmup_ratio: float = 0.0,
+                       max_steps: int = -1, gradient_accumulation_steps: int = 1,
+                       logging_steps: int = 10, report_to: str | list[str] = "none",
+                       show_progress: bool = True, extra: dict[str, Any] | None = None) -> Any:
+    """Build TrainingArguments with the project's CPU-friendly defaults and no checkpoints."""
+    import torch
+    from transformers import TrainingArguments
+
+    kwargs: dict[str, Any] = {}
+    if scheduler == "cosine_with_min_lr":
+        kwargs["lr_scheduler_kwargs"] = {"min_lr_rate": min_lr_rate}
+    warmup_steps = warmup_ratio if warmup_ratio < 1 else int(warmup_ratio)
+    kwargs.update(extra or {})
+    return TrainingArguments(
+        output_dir=output_dir or tempfile.mkdtemp(prefix="obliviate-trainer-"),
+        num_train_epochs=epochs, max_steps=max_steps, learning_rate=learning_rate,
+        per_device_train_batch_size=batch_size, gradient_accumulation_steps=gradient_accumulation_steps,
+        lr_scheduler_type=scheduler, weight_decay=weight_decay, adam_beta2=adam_beta2,
+        warmup_steps=warmup_steps, max_grad_norm=1.0, seed=seed, data_seed=seed,
+        logging_steps=logging_steps, save_strategy="no", report_to=report_to,
+        remove_unused_columns=False, use_cpu=not torch.cuda.is_available(),
+        disable_tqdm=not show_progress, dataloader_num_workers=0, **kwargs,
+    )

@@ -1,0 +1,60 @@
+"""The unlearning trainer: ``transformers.Trainer`` whose loss is the recipe's objective.
+
+Everything else is Trainer's own (optimiser, scheduler, accumulation, logging, checkpoints,
+Accelerate), so a recipe scales out with the launchers users already know.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any
+
+import torch
+from transformers import Trainer
+from transformers.trainer_callback import ProgressCallback
+
+from obliviate.errors import TrainingError
+from obliviate.objectives.base import Objective, Reference
+
+
+class QuietProgressCallback(ProgressCallback):
+    """Trainer's progress bar without a printed dict per logging step (history keeps them)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        return None
+
+
+def use_quiet_progress(trainer: Trainer) -> None:
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(QuietProgressCallback)
+
+
+class UnlearningTrainer(Trainer):
+    """Trainer for paired forget/retain batches; ``compute_loss`` calls the objective."""
+
+    def __init__(self, *args: Any, objective: Objective, reference: Reference | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.objective = objective
+        self.reference = reference or Reference()
+        self._objective_logs: dict[str, list[float]] = defaultdict(list)
+        self.history: list[dict[str, float]] = []
+        use_quiet_progress(self)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss, logs = self.objective(model, inputs, self.reference)
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"the unlearning loss became {float(loss)} at step {self.state.global_step}; "
+                "lower training.learning_rate or the objective's weights")
+        for key, value in logs.items():
+            self._objective_logs[key].append(value)
+        return (loss, None) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        for key, values in self._objective_logs.items():
+            if values:
+                logs[key] = round(math.fsum(values) / len(values), 5)
+        self._objective_logs.clear()
+        self.history.append({"step": self.state.global_step, **logs})
+        super().log(logs, *args, **kwargs)
