@@ -29,6 +29,15 @@ _FORGET = ("forget01", "forget05", "forget10")
 EVAL_RETAIN_MAX = 200  # like TOFU's retain_perturbed: a fixed subset keeps evaluation cheap
 
 
+# Model and training settings per size; "test" trades capacity for seconds (measured: ~15 s).
+MODEL_SETTINGS: dict[str, tuple[TinyModelConfig, FinetuneConfig]] = {
+    "default": (TinyModelConfig(), FinetuneConfig()),
+    "small": (TinyModelConfig(), FinetuneConfig()),
+    "test": (TinyModelConfig(hidden_size=64, intermediate_size=192, vocab_size=1024),
+             FinetuneConfig(epochs=60, learning_rate=1e-2, batch_size=32)),
+}
+
+
 def authors_config(size: str | AuthorsConfig, seed: int = 0) -> AuthorsConfig:
     if isinstance(size, AuthorsConfig):
         return size
@@ -88,8 +97,9 @@ def ensure_models(forget_split: str, size: str | AuthorsConfig = "default", seed
                   show_progress: bool = True, log=print) -> EmbeddedModels:
     """Return folders of the target and retain models, training whichever is not cached."""
     config = authors_config(size, seed)
-    model_config = model_config or TinyModelConfig()
-    finetune_config = finetune_config or FinetuneConfig()
+    default_model, default_finetune = MODEL_SETTINGS.get(str(size), MODEL_SETTINGS["default"])
+    model_config = model_config or default_model
+    finetune_config = finetune_config or default_finetune
     common = {"version": CACHE_VERSION, "generator": config.as_dict(), "model": model_config.as_dict(),
               "finetune": finetune_config.as_dict()}
     target_dir = cache_root() / "models" / f"authors-target-{_key(common)}"

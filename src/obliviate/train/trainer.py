@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 from transformers import Trainer
-from transformers.trainer_callback import ProgressCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from obliviate.errors import TrainingError
 from obliviate.objectives.base import Objective, Reference
@@ -26,6 +26,8 @@ class QuietProgressCallback(ProgressCallback):
 
 
 def use_quiet_progress(trainer: Trainer) -> None:
+    """Keep the bar (when enabled) but never print a dict per logging step."""
+    trainer.pop_callback(PrinterCallback)
     if trainer.pop_callback(ProgressCallback) is not None:
         trainer.add_callback(QuietProgressCallback)
 
