@@ -38,9 +38,7 @@ def _set_threads(threads: int | None) -> None:
 
 def _as_recipe(recipe: Recipe | str | os.PathLike | dict | None, **kwargs: Any) -> Recipe:
     if isinstance(recipe, Recipe):
-        if kwargs.get("overrides") or kwargs.get("method"):
-            return resolve_recipe(recipe.to_dict(), **kwargs)
-        return recipe
+        recipe = recipe.to_dict()
     if isinstance(recipe, dict):
         return resolve_recipe(recipe, **kwargs)
     return load_recipe(recipe, **kwargs)
@@ -77,6 +75,10 @@ def _unlearn_loaded(model: Any, tokenizer: Any, forget: Sequence[dict], retain: 
     if not forget:
         raise DataError("the forget set is empty; give at least one record to unlearn")
     objective, scope, schedule, composition = _build_axes(recipe)
+    if "retain" in objective.groups() and not retain:
+        raise DataError(f"objective {recipe.objective['name']!r} has a retain term "
+                        f"(retain_loss={objective.config.retain_loss}); give retain records (--retain) "
+                        "or set objective.retain_loss=none")
     base = model
     outcome = unlearn_model(model, tokenizer, forget, retain, objective=objective, scope=scope,
                             schedule=schedule, training=recipe.training, seed=recipe.seed,
@@ -96,7 +98,9 @@ def unlearn(model: str | os.PathLike, forget: str | os.PathLike | Sequence[dict]
     from obliviate.io import atomic_directory, write_text_atomic
     from obliviate.models.loading import load_model, load_tokenizer
 
-    rec = _as_recipe(recipe, method=method, overrides=overrides)
+    # Without a recipe, a user's own model gets the method's paper defaults, not the embedded
+    # benchmark's recipe (tuned for a tiny model and relying on fact spans).
+    rec = _as_recipe(recipe if recipe is not None else {}, method=method, overrides=overrides)
     out_path = Path(out) if out else None
     if out_path:
         _check_new_folder(out_path)
@@ -116,7 +120,7 @@ def unlearn(model: str | os.PathLike, forget: str | os.PathLike | Sequence[dict]
 
 
 def evaluate(model: str | os.PathLike | Any, *, benchmark: str = "authors", forget_split: str = "forget10",
-             size: str = "default", source: str | None = None, tokenizer: Any = None,
+             size: str = "default", seed: int = 0, source: str | None = None, tokenizer: Any = None,
              retain_model: str | os.PathLike | None = None, retain_results: str | os.PathLike | None = None,
              out: str | os.PathLike | None = None, batch_size: int = 64, max_new_tokens: int = 32,
              show_progress: bool = True):
@@ -132,7 +136,7 @@ def evaluate(model: str | os.PathLike | Any, *, benchmark: str = "authors", forg
 
     if out:
         _check_new_folder(Path(out))
-    data = load_benchmark(benchmark, forget_split, size=size, source=source)
+    data = load_benchmark(benchmark, forget_split, size=size, seed=seed, source=source)
     config = EvalConfig(batch_size=batch_size, max_new_tokens=max_new_tokens)
     if isinstance(model, (str, os.PathLike)):
         tokenizer = tokenizer or load_tokenizer(model)
@@ -175,6 +179,7 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
         show_progress: bool = True, log: Log = print) -> RunResult:
     """The whole pipeline: models, unlearning, evaluation of target/retain/unlearned, report."""
     from obliviate.benchmarks import load_benchmark
+    from obliviate.data.encoding import prompt_description
     from obliviate.evaluate.results import save_eval_result
     from obliviate.evaluate.tofu import evaluate_model
     from obliviate.io import atomic_directory, write_json_atomic, write_jsonl_atomic, write_text_atomic
@@ -209,7 +214,9 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
         if retain_path:
             t0 = time.perf_counter()
             log(f"evaluating the retain model ({retain_path})")
-            retain_eval = evaluate_model(load_model(retain_path, dtype=rec.model.dtype), load_tokenizer(retain_path),
+            trust = rec.model.trust_remote_code
+            retain_eval = evaluate_model(load_model(retain_path, dtype=rec.model.dtype, trust_remote_code=trust),
+                                         load_tokenizer(retain_path, trust_remote_code=trust),
                                          data.eval_splits, config=rec.eval, show_progress=show_progress)
             retain_ratios = retain_eval.splits["forget"].truth_ratios
             retain_eval.summary["metrics"]["forget_quality"] = 1.0
@@ -248,6 +255,7 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
                    "seed": rec.seed, "recipe": rec.to_dict(), "models": {"target": target_path, "retain": retain_path},
                    "metrics": rows, "timings": timings, "versions": _versions(),
                    "n_forget": len(data.forget), "n_retain": len(data.retain),
+                   "prompt": prompt_description(tokenizer),
                    "trainable_parameters": outcome.trainable_parameters}
         write_json_atomic(tmp / "summary.json", summary)
         write_report(tmp, rows, summary)

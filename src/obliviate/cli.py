@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--benchmark", default="authors", help="authors (embedded) or tofu")
     p.add_argument("--forget-split", default="forget10")
     p.add_argument("--size", default="default", help="embedded benchmark size: default, small or test")
+    p.add_argument("--seed", type=int, default=0, help="embedded benchmark seed (as in the recipe that built the model)")
     p.add_argument("--source", help="where benchmark files come from (tofu: hub id or local folder)")
     p.add_argument("--retain-model", help="retain model, for forget quality")
     p.add_argument("--retain-results", help="saved evaluation folder of a retain model, for forget quality")
@@ -66,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("finetune", help="build (or find cached) embedded target and retain models",
                        description="Train the embedded benchmark's tiny target model (all authors) and retain "
                        "model (all but the forget split) and cache them; prints their folders. Cache: "
-                       "$OBLIVIATE_CACHE, else ~/.cache/obliviate.", epilog=EPILOG)
+                       "$OBLIVIATE_CACHE, else $XDG_CACHE_HOME/obliviate, else ~/.cache/obliviate.", epilog=EPILOG)
     p.add_argument("--forget-split", default="forget10")
     p.add_argument("--size", default="default", help="default, small or test")
     p.add_argument("--seed", type=int, default=0)
@@ -126,7 +127,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from obliviate.report import comparison_table
 
         result = api.evaluate(args.model, benchmark=args.benchmark, forget_split=args.forget_split, size=args.size,
-                              source=args.source, retain_model=args.retain_model,
+                              seed=args.seed, source=args.source, retain_model=args.retain_model,
                               retain_results=args.retain_results, out=args.out, batch_size=args.batch_size,
                               max_new_tokens=args.max_new_tokens, show_progress=not quiet)
         print(comparison_table({"model": result.summary["metrics"]}))

@@ -65,6 +65,12 @@ class Recipe:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
+@dataclass
+class _Scalars:
+    seed: int = 0
+    threads: int | None = None
+
+
 _SECTIONS = {"benchmark": BenchmarkSection, "model": ModelSection, "training": TrainingConfig, "eval": EvalConfig}
 _SCALARS = {"method", "seed", "threads", "out"}
 
@@ -175,8 +181,10 @@ def resolve_recipe(data: Mapping[str, Any] | None = None, *, method: str | None 
         if not isinstance(value, dict):
             raise ConfigError(f"recipe: {name} must be a mapping, got {type(value).__name__}")
         sections[name] = make_config(cls, value, where=f"recipe section {name!r}")
-    recipe = Recipe(method=str(data.get("method") or "npo"), seed=int(data.get("seed") or 0),
-                    threads=data.get("threads"), out=data.get("out"), **sections, **axes)
+    scalars = make_config(_Scalars, {k: data[k] for k in ("seed", "threads") if data.get(k) is not None},
+                          where="recipe")
+    recipe = Recipe(method=str(data.get("method") or "npo"), seed=scalars.seed, threads=scalars.threads,
+                    out=data.get("out"), **sections, **axes)
     validate_components(recipe)
     return recipe
 

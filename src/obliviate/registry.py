@@ -70,7 +70,9 @@ def coerce(value: Any, field: dataclasses.Field, where: str) -> Any:
     try:
         if kind.startswith("float") and not isinstance(value, bool):
             return float(value)
-        if kind.startswith("int") and not isinstance(value, bool) and float(value) == int(float(value)):
+        if kind.startswith("int") and not isinstance(value, bool):
+            if float(value) != int(float(value)):
+                raise ValueError
             return int(float(value))
         if kind.startswith("bool") and not isinstance(value, bool):
             raise ValueError

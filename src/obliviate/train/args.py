@@ -21,6 +21,8 @@ def training_arguments(*, output_dir: str | None, epochs: float, learning_rate: 
     import torch
     from transformers import TrainingArguments
 
+    from obliviate.progress import progress_enabled
+
     kwargs: dict[str, Any] = {}
     if scheduler == "cosine_with_min_lr":
         kwargs["lr_scheduler_kwargs"] = {"min_lr_rate": min_lr_rate}
@@ -34,5 +36,5 @@ def training_arguments(*, output_dir: str | None, epochs: float, learning_rate: 
         warmup_steps=warmup_steps, max_grad_norm=1.0, seed=seed, data_seed=seed,
         logging_steps=logging_steps, save_strategy="no", report_to=report_to,
         remove_unused_columns=False, use_cpu=not torch.cuda.is_available(),
-        disable_tqdm=not show_progress, dataloader_num_workers=0, **kwargs,
+        disable_tqdm=not (show_progress and progress_enabled()), dataloader_num_workers=0, **kwargs,
     )
