@@ -76,7 +76,9 @@ def test_lora_scope_unlearns_and_saves_only_an_adapter(tmp_path, tiny_models, ti
     retain = tmp_path / "retain.jsonl"
     retain.write_text("".join(json.dumps(r) + "\n" for r in tiny_data.retain))
     out = tmp_path / "lora"
-    result = unlearn(str(tiny_models.target), str(forget), str(retain), overrides=[
+    from obliviate.recipe import default_recipe_path
+
+    result = unlearn(str(tiny_models.target), str(forget), str(retain), recipe=default_recipe_path(), overrides=[
         "scope=lora", "scope.r=8", "objective.forget_tokens=answer", "training.learning_rate=3e-3",
         "training.batch_size=8", "schedule.epochs=10"], out=out, show_progress=False)
     adapter = out / "adapter_model.safetensors"

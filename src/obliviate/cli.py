@@ -76,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("methods", help="list methods and the components of each axis",
                    description="List method presets and the objectives, scopes, schedules and compositions "
                    "they are made of.")
-    sub.add_parser("benchmarks", help="list benchmarks", description="List benchmarks and their forget splits.")
+    sub.add_parser("benchmarks", help="list benchmarks", description="List benchmarks and their forget splits. `authors` is embedded: the package "
+                   "generates it and trains its tiny target and retain models on CPU. `tofu` loads locuslab/TOFU "
+                   "from the hub or from a local folder of its files (--source).")
     return parser
 
 
