@@ -40,3 +40,43 @@ def test_pad_batch_sides():
     left = pad_batch([{"input_ids": [5, 6]}, {"input_ids": [8]}], pad_id=0, side="left")
     assert left["input_ids"].tolist() == [[5, 6], [0, 8]]
     assert left["attention_mask"].tolist() == [[1, 1], [0, 1]]
+
+
+def test_encode_text_labels_every_token_and_counts_prefix_tokens():
+    from obliviate.benchmarks.authors import _tokenizer_corpus
+    from obliviate.data.encoding import encode_text
+
+    splits = build_authors(SIZES["test"])
+    real_tok = train_tokenizer(_tokenizer_corpus(splits), vocab_size=1024)  # as the benchmark builds it
+    for bio in splits["biographies"][:5]:
+        text, prefix, suffix = bio["text"], bio["prefix"], bio["suffix"]
+        enc = encode_text(real_tok, text, prefix_chars=len(prefix))
+        joint = real_tok(text)["input_ids"]
+        assert enc.input_ids == joint + [real_tok.eos_token_id]  # one joint tokenisation, no BOS added
+        assert enc.labels == enc.input_ids and IGNORE_INDEX not in enc.labels
+        assert enc.as_dict() == {"input_ids": enc.input_ids, "labels": enc.labels}
+        p = enc.prefix_tokens
+        assert 0 < p < len(joint)
+        assert real_tok.decode(enc.input_ids[:p]) == prefix
+        assert real_tok.decode(enc.input_ids[p:-1]) == suffix
+    text = splits["biographies"][0]["text"]
+    assert encode_text(real_tok, text, add_eos=False).input_ids == real_tok(text)["input_ids"]
+    assert encode_text(real_tok, text).prefix_tokens is None
+    # a cut inside a token leaves that token to the suffix
+    cut = len("Jeipiam Skumty") if text.startswith("Jeipiam") else 5
+    enc = encode_text(real_tok, text, prefix_chars=cut)
+    assert len(real_tok.decode(enc.input_ids[:enc.prefix_tokens])) <= cut
+    short = encode_text(real_tok, text, max_length=10, prefix_chars=len(text))
+    assert len(short.input_ids) == 10 and short.labels == short.input_ids and short.prefix_tokens == 10
+
+
+def test_encode_records_mixes_qa_and_text(tok):
+    from obliviate.data.encoding import encode_text
+    from obliviate.train.finetune import encode_records
+
+    qa = {"question": "Where was Ann born?", "answer": "Ann was born in Oslo."}
+    text = {"text": "Ann was born in Oslo.", "prefix": "Ann was", "suffix": " born in Oslo."}
+    qa_enc, text_enc = encode_records(tok, [qa, text], max_length=64)
+    assert qa_enc == encode_pair(tok, qa["question"], qa["answer"], max_length=64).as_dict()
+    assert text_enc == encode_text(tok, text["text"], max_length=64).as_dict()
+    assert IGNORE_INDEX in qa_enc["labels"] and IGNORE_INDEX not in text_enc["labels"]

@@ -66,6 +66,7 @@ class UnlearnResult:
     out: Path | None
     history: list[dict]
     seconds: float
+    info: dict[str, Any]
 
 
 def _unlearn_loaded(model: Any, tokenizer: Any, forget: Sequence[dict], retain: Sequence[dict],
@@ -95,7 +96,7 @@ def unlearn(model: str | os.PathLike, forget: str | os.PathLike | Sequence[dict]
     ``forget``/``retain`` are record lists or anything :func:`obliviate.data.load_records` reads.
     """
     from obliviate.data import load_records
-    from obliviate.io import atomic_directory, write_text_atomic
+    from obliviate.io import atomic_directory, write_json_atomic, write_text_atomic
     from obliviate.models.loading import load_model, load_tokenizer
 
     # Without a recipe, a user's own model gets the method's paper defaults, not the embedded
@@ -104,8 +105,8 @@ def unlearn(model: str | os.PathLike, forget: str | os.PathLike | Sequence[dict]
     out_path = Path(out) if out else None
     if out_path:
         _check_new_folder(out_path)
-    forget_records = load_records(forget, "qa") if isinstance(forget, (str, os.PathLike)) else list(forget)
-    retain_records = ([] if retain is None else load_records(retain, "qa")
+    forget_records = load_records(forget) if isinstance(forget, (str, os.PathLike)) else list(forget)
+    retain_records = ([] if retain is None else load_records(retain)
                       if isinstance(retain, (str, os.PathLike)) else list(retain))
     _set_threads(rec.threads)
     tokenizer = load_tokenizer(model, trust_remote_code=rec.model.trust_remote_code)
@@ -116,7 +117,8 @@ def unlearn(model: str | os.PathLike, forget: str | os.PathLike | Sequence[dict]
             scope.save(outcome.model, tmp)
             tokenizer.save_pretrained(tmp)
             write_text_atomic(tmp / "recipe.yaml", rec.to_yaml())
-    return UnlearnResult(answering, tokenizer, out_path, outcome.history, outcome.seconds)
+            write_json_atomic(tmp / "unlearning.json", {"seconds": round(outcome.seconds, 2), **outcome.info})
+    return UnlearnResult(answering, tokenizer, out_path, outcome.history, outcome.seconds, outcome.info)
 
 
 def evaluate(model: str | os.PathLike | Any, *, benchmark: str = "authors", forget_split: str = "forget10",
@@ -130,7 +132,7 @@ def evaluate(model: str | os.PathLike | Any, *, benchmark: str = "authors", forg
     (``retain_results``) is given.
     """
     from obliviate.benchmarks import load_benchmark
-    from obliviate.evaluate.results import load_forget_truth_ratios, save_eval_result
+    from obliviate.evaluate.results import load_eval_result, save_eval_result
     from obliviate.evaluate.tofu import EvalConfig, evaluate_model
     from obliviate.models.loading import load_model, load_tokenizer
 
@@ -138,21 +140,21 @@ def evaluate(model: str | os.PathLike | Any, *, benchmark: str = "authors", forg
         _check_new_folder(Path(out))
     data = load_benchmark(benchmark, forget_split, size=size, seed=seed, source=source)
     config = EvalConfig(batch_size=batch_size, max_new_tokens=max_new_tokens)
+    splits = _eval_splits(data, config)
     if isinstance(model, (str, os.PathLike)):
         tokenizer = tokenizer or load_tokenizer(model)
         model = load_model(model)
     elif tokenizer is None:
         raise ConfigError("evaluate: a loaded model needs its tokenizer (tokenizer=...)")
-    retain_ratios = None
+    retain_eval = None
     if retain_results:
-        retain_ratios = load_forget_truth_ratios(retain_results)
+        retain_eval = load_eval_result(retain_results)
     elif retain_model:
-        retain_eval = evaluate_model(load_model(retain_model), load_tokenizer(retain_model),
-                                     {"forget": data.eval_splits["forget"]}, config=config,
-                                     show_progress=show_progress)
-        retain_ratios = retain_eval.splits["forget"].truth_ratios
-    result = evaluate_model(model, tokenizer, data.eval_splits, config=config,
-                            retain_truth_ratios=retain_ratios, show_progress=show_progress)
+        reference_splits = {k: v for k, v in splits.items() if k in ("forget", "holdout")}
+        retain_eval = evaluate_model(load_model(retain_model), load_tokenizer(retain_model), reference_splits,
+                                     config=config, show_progress=show_progress)
+    result = evaluate_model(model, tokenizer, splits, config=config, retain_result=retain_eval,
+                            passages=data.passages, show_progress=show_progress)
     result.summary.update({"benchmark": benchmark, "forget_split": forget_split, "versions": _versions()})
     if out:
         from obliviate.io import atomic_directory
@@ -160,6 +162,63 @@ def evaluate(model: str | os.PathLike | Any, *, benchmark: str = "authors", forg
         with atomic_directory(Path(out)) as tmp:
             save_eval_result(result, tmp)
     return result
+
+
+def compute_mask(model: str | os.PathLike, forget: str | os.PathLike | Sequence[dict],
+                 retain: str | os.PathLike | Sequence[dict] | None = None, *, out: str | os.PathLike,
+                 recipe: Recipe | str | os.PathLike | dict | None = None, overrides: Sequence[str] = (),
+                 ) -> dict[str, Any]:
+    """Compute a WAGLE (or ablation) weight mask for ``model`` on forget/retain data and save it as
+    safetensors; train with it later through ``scope.mask_path``. Returns the mask summary.
+
+    The scope options come from the recipe's ``scope`` section (``--set scope.ratio=0.8``…); the
+    forget labels from its objective (``forget_tokens``), as an unlearning run would use them.
+    """
+    from obliviate.data import load_records
+    from obliviate.models.loading import load_model, load_tokenizer
+    from obliviate.registry import make_config
+    from obliviate.scopes.base import ScopeData
+    from obliviate.scopes.wagle import WagleConfig, compute_masks, mask_summary, save_masks
+    from obliviate.train.data import PairedDataset, encode_forget, encode_record
+
+    rec = _as_recipe(recipe if recipe is not None else {}, overrides=overrides)
+    options = {k: v for k, v in rec.scope.items() if k != "name"}
+    if rec.scope.get("name") not in (None, "full", "wagle"):
+        raise ConfigError(f"obliviate mask computes WAGLE masks; the recipe's scope is {rec.scope['name']!r}")
+    if rec.scope.get("name") != "wagle":
+        options = {}
+    config = make_config(WagleConfig, options, where="scope 'wagle'")
+    out_path = Path(out)
+    if out_path.exists():
+        raise ConfigError(f"{out_path}: already exists; choose another --out or remove it")
+    forget_records = load_records(forget) if isinstance(forget, (str, os.PathLike)) else list(forget)
+    retain_records = ([] if retain is None else load_records(retain)
+                      if isinstance(retain, (str, os.PathLike)) else list(retain))
+    if not forget_records:
+        raise DataError("the forget set is empty; give at least one record to attribute")
+    _set_threads(rec.threads)
+    tokenizer = load_tokenizer(model, trust_remote_code=rec.model.trust_remote_code)
+    loaded = load_model(model, dtype=rec.model.dtype, trust_remote_code=rec.model.trust_remote_code)
+    forget_tokens = rec.objective.get("forget_tokens", "answer")
+    items = encode_forget(tokenizer, forget_records, forget_tokens=forget_tokens,
+                          max_length=rec.training.max_length, with_idk=False, seed=rec.seed)
+    retain_items = [encode_record(tokenizer, r, max_length=rec.training.max_length) for r in retain_records]
+    paired = PairedDataset(items, retain_items, seed=rec.seed).paired_retain()
+    started = time.perf_counter()
+    masks = compute_masks(loaded, ScopeData([it["forget"] for it in items], paired, tokenizer.pad_token_id,
+                                            rec.seed), config, seed=rec.seed)
+    summary = {"score": config.score, "ratio": config.ratio, "mu": config.mu, "source": str(model),
+               "mask_seconds": round(time.perf_counter() - started, 3), **mask_summary(masks)}
+    save_masks(masks, out_path, {k: v for k, v in summary.items() if k != "per_layer"})
+    return summary
+
+
+def _eval_splits(data: Any, config: Any) -> dict[str, list[dict]]:
+    """The benchmark's evaluation splits, plus its never-trained holdout for membership inference."""
+    splits = dict(data.eval_splits)
+    if config.mia and data.holdout:
+        splits["holdout"] = data.holdout
+    return splits
 
 
 @dataclass
@@ -193,7 +252,9 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
     _check_new_folder(out_path)
     _set_threads(rec.threads)
     bench = rec.benchmark
-    data = load_benchmark(bench.name, bench.forget_split, size=bench.size, seed=rec.seed, source=bench.source)
+    data = load_benchmark(bench.name, bench.forget_split, size=bench.size, seed=rec.seed, source=bench.source,
+                          task=bench.task)
+    eval_splits = _eval_splits(data, rec.eval)
     timings: dict[str, float] = {}
     target_path, retain_path = rec.model.target, rec.model.retain
     if target_path is None:
@@ -210,16 +271,18 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
     rows: dict[str, dict[str, float]] = {}
     with atomic_directory(out_path) as tmp:
         write_text_atomic(tmp / "recipe.yaml", rec.to_yaml())
-        retain_ratios = None
+        retain_eval = None
         if retain_path:
             t0 = time.perf_counter()
             log(f"evaluating the retain model ({retain_path})")
             trust = rec.model.trust_remote_code
             retain_eval = evaluate_model(load_model(retain_path, dtype=rec.model.dtype, trust_remote_code=trust),
                                          load_tokenizer(retain_path, trust_remote_code=trust),
-                                         data.eval_splits, config=rec.eval, show_progress=show_progress)
-            retain_ratios = retain_eval.splits["forget"].truth_ratios
+                                         eval_splits, config=rec.eval, passages=data.passages,
+                                         show_progress=show_progress)
             retain_eval.summary["metrics"]["forget_quality"] = 1.0
+            if "mia_auc_min_k" in retain_eval.summary["metrics"]:
+                retain_eval.summary["metrics"]["privleak"] = 0.0
             save_eval_result(retain_eval, tmp / "eval" / "retain")
             rows["retain"] = retain_eval.summary["metrics"]
             timings["evaluate_retain"] = round(time.perf_counter() - t0, 2)
@@ -227,14 +290,15 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
         t0 = time.perf_counter()
         log(f"evaluating the target model ({target_path})")
         target = load_model(target_path, dtype=rec.model.dtype, trust_remote_code=rec.model.trust_remote_code)
-        target_eval = evaluate_model(target, tokenizer, data.eval_splits, config=rec.eval,
-                                     retain_truth_ratios=retain_ratios, show_progress=show_progress)
+        target_eval = evaluate_model(target, tokenizer, eval_splits, config=rec.eval, retain_result=retain_eval,
+                                     passages=data.passages, show_progress=show_progress)
         save_eval_result(target_eval, tmp / "eval" / "target")
         rows = {"target": target_eval.summary["metrics"], **rows}
         timings["evaluate_target"] = round(time.perf_counter() - t0, 2)
 
         t0 = time.perf_counter()
-        log(f"unlearning {len(data.forget)} forget records with {rec.method} "
+        log(f"unlearning {len(data.forget)} forget {'passages' if bench.task == 'passages' else 'records'} "
+            f"with {rec.method} "
             f"(objective {rec.objective['name']}, scope {rec.scope['name']})")
         answering, scope, outcome = _unlearn_loaded(target, tokenizer, data.forget, data.retain, rec, show_progress)
         scope.save(outcome.model, tmp / "model")
@@ -244,8 +308,8 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
 
         t0 = time.perf_counter()
         log("evaluating the unlearned model")
-        unlearned_eval = evaluate_model(answering, tokenizer, data.eval_splits, config=rec.eval,
-                                        retain_truth_ratios=retain_ratios, show_progress=show_progress)
+        unlearned_eval = evaluate_model(answering, tokenizer, eval_splits, config=rec.eval, retain_result=retain_eval,
+                                        passages=data.passages, show_progress=show_progress)
         save_eval_result(unlearned_eval, tmp / "eval" / "unlearned")
         rows["unlearned"] = unlearned_eval.summary["metrics"]
         timings["evaluate_unlearned"] = round(time.perf_counter() - t0, 2)
@@ -256,7 +320,7 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
                    "metrics": rows, "timings": timings, "versions": _versions(),
                    "n_forget": len(data.forget), "n_retain": len(data.retain),
                    "prompt": prompt_description(tokenizer),
-                   "trainable_parameters": outcome.trainable_parameters}
+                   "trainable_parameters": outcome.trainable_parameters, "unlearning": outcome.info}
         write_json_atomic(tmp / "summary.json", summary)
         write_report(tmp, rows, summary)
     log("")

@@ -73,6 +73,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
+    p = sub.add_parser("mask", help="compute a WAGLE weight mask and save it (safetensors)",
+                       description="Score every weight of MODEL by WAGLE attribution (or an ablation score) on "
+                       "FORGET/RETAIN and save the boolean mask of the top --ratio fraction (the weights an "
+                       "unlearning run may update). Use it with --set scope=wagle --set scope.mask_path=FILE.",
+                       epilog=EPILOG)
+    p.add_argument("--model", required=True, help="model folder or hub id")
+    p.add_argument("--forget", required=True, help="forget records (JSONL/JSON/CSV/Parquet, folder or dataset id)")
+    p.add_argument("--retain", help="retain records; WAGLE's score uses their gradient")
+    p.add_argument("--ratio", type=float, default=None, help="fraction of weights to update (default 0.95)")
+    p.add_argument("--score", default=None, help="wagle (default), magnitude, gradient, snip or random")
+    p.add_argument("--mu", type=float, default=None, help="WAGLE's Hessian constant (default 1e-6)")
+    p.add_argument("--recipe", help="recipe YAML (its objective's forget_tokens and scope options are used)")
+    p.add_argument("--out", required=True, help="mask file to create (.safetensors)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe value (repeatable)")
+
     sub.add_parser("methods", help="list methods and the components of each axis",
                    description="List method presets and the objectives, scopes, schedules and compositions "
                    "they are made of.")
@@ -135,6 +151,17 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(comparison_table({"model": result.summary["metrics"]}))
         if args.out:
             print(f"results written to {args.out}")
+    elif args.command == "mask":
+        from obliviate import api
+
+        overrides = ["scope=wagle", *args.overrides]
+        for key in ("ratio", "score", "mu"):
+            if getattr(args, key) is not None:
+                overrides.append(f"scope.{key}={getattr(args, key)}")
+        summary = api.compute_mask(args.model, args.forget, args.retain, out=args.out, recipe=args.recipe,
+                                   overrides=overrides)
+        print(f"mask saved to {args.out}: {summary['selected']:,} of {summary['total']:,} weights "
+              f"({summary['fraction']:.4f}) trainable, score {summary['score']}, {summary['mask_seconds']:.1f} s")
     elif args.command == "finetune":
         from obliviate.benchmarks.authors import ensure_models
 

@@ -32,3 +32,25 @@ def token_correct(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Ten
     labels_s = labels[:, 1:]
     mask = labels_s != IGNORE_INDEX
     return (logits[:, :-1].argmax(-1) == labels_s) & mask, mask
+
+
+def token_logprob_stats(
+    logits: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per shifted position: ``log p(label)``, ``mu``, ``sigma`` of ``log p`` under p, and the mask.
+
+    The Min-K%++ statistics: ``mu_t = sum_v p_v log p_v`` and
+    ``sigma_t = sqrt(sum_v p_v (log p_v)^2 - mu_t^2)`` describe how likely a typical next token is at
+    that position, so a label's log-prob can be standardised against it. All float32 (bf16 is too
+    coarse, spec 2.3); values are 0 where the mask is False. sigma is not floored here.
+    """
+    logp_v = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    labels = labels[:, 1:]
+    mask = labels != IGNORE_INDEX
+    p_v = logp_v.exp()
+    finite = logp_v.masked_fill(torch.isneginf(logp_v), 0.0)  # p = 0 there; avoids 0 * -inf = nan
+    mu = (p_v * finite).sum(-1)
+    var = (p_v * finite.square()).sum(-1) - mu.square()
+    sigma = var.clamp_min(0.0).sqrt()
+    logp = logp_v.gather(-1, labels.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+    return logp * mask, mu * mask, sigma * mask, mask

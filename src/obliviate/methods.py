@@ -38,6 +38,10 @@ METHODS: dict[str, Method] = {m.name: m for m in [
            {"name": "simnpo"}),
     Method("idkdpo", "DPO preferring an 'I don't know' answer + NLL on retain", "TOFU (arXiv 2401.06121)",
            {"name": "idkdpo"}),
+    Method("wagle", "NPO + NLL on retain, updating only the top 95% of weights by WAGLE attribution",
+           "WAGLE (arXiv 2410.17509)", {"name": "npo"}, scope={"name": "wagle", "ratio": 0.95}),
+    Method("icu", "ascent on targets + LM/KL on nearest neighbours, re-checking targets every epoch",
+           "ICU (arXiv 2407.20271)", {"name": "icu"}, schedule={"name": "icu"}),
 ]}
 
 

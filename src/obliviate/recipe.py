@@ -31,6 +31,7 @@ class BenchmarkSection:
     forget_split: str = "forget10"
     size: str = "default"
     source: str | None = None
+    task: str = "qa"  # authors: "qa" (forget QA records) or "passages" (forget biographies)
 
 
 @dataclass

@@ -1,8 +1,14 @@
 """The embedded ``authors`` benchmark: data, and the tiny target and retain models, cached.
 
-The target model is trained on every trained author plus the general-knowledge splits; the retain
-model on the same minus the forget authors: the gold standard an unlearned model is compared
-with. Both are cached under a hash of everything that determines them, so a second run (or a test
+The target model is trained on every trained author's QA and biography plus the general-knowledge
+splits (never on the holdout authors); the retain model on the same minus the forget authors' QA
+and biographies: the gold standard an unlearned model is compared with.
+
+Two tasks: ``qa`` forgets the forget authors' QA records (TOFU's setting); ``passages`` forgets
+their biographies as text records (verbatim memorisation, ICU's setting). Either way
+:attr:`BenchmarkData.passages` carries the forget, retain and holdout biographies for text metrics.
+
+Both models are cached under a hash of everything that determines them, so a second run (or a test
 session) reuses them.
 """
 
@@ -24,9 +30,11 @@ from obliviate.models.tiny import TinyModelConfig, build_tiny_llama, train_token
 from obliviate.train.finetune import FinetuneConfig, finetune
 
 # Bump when the generator, tokenizer or training code changes what a cached model would be.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 _FORGET = ("forget01", "forget05", "forget10")
+TASKS = ("qa", "passages")
 EVAL_RETAIN_MAX = 200  # like TOFU's retain_perturbed: a fixed subset keeps evaluation cheap
+EVAL_RETAIN_PASSAGES_MAX = 50  # retain biographies scored by text metrics, evenly spaced
 
 
 # Model and training settings per size; "test" trades capacity for seconds (measured: ~15 s).
@@ -47,16 +55,37 @@ def authors_config(size: str | AuthorsConfig, seed: int = 0) -> AuthorsConfig:
     return AuthorsConfig(**{**base.as_dict(), "seed": seed})
 
 
-def load(forget_split: str, size: str | AuthorsConfig = "default", seed: int = 0, **_ignored) -> BenchmarkData:
+def _evenly_spaced(records: list[dict], k: int) -> list[dict]:
+    n = len(records)
+    return list(records) if n <= k else [records[i * n // k] for i in range(k)]
+
+
+def _biographies(splits: dict[str, list[dict]], forget_qa: list[dict]) -> tuple[list, list, list]:
+    """(forget, retain, holdout) biographies, each in author order."""
+    forget_authors = {r["author"] for r in forget_qa}
+    trained = [b for b in splits["biographies"] if b["split"] == "trained"]
+    return ([b for b in trained if b["author"] in forget_authors],
+            [b for b in trained if b["author"] not in forget_authors],
+            [b for b in splits["biographies"] if b["split"] == "holdout"])
+
+
+def load(forget_split: str, size: str | AuthorsConfig = "default", seed: int = 0, task: str = "qa",
+         **_ignored) -> BenchmarkData:
+    if task not in TASKS:
+        raise ConfigError(f"task {task!r} is unknown for benchmark authors; use one of {', '.join(TASKS)}")
     config = authors_config(size, seed)
     splits = build_authors(config)
-    forget, retain = forget_retain_split(splits["author_qa"], config, forget_split)
-    eval_retain = retain[:: max(1, len(retain) // EVAL_RETAIN_MAX)][:EVAL_RETAIN_MAX]
+    forget_qa, retain_qa = forget_retain_split(splits["author_qa"], config, forget_split)
+    forget_bios, retain_bios, holdout_bios = _biographies(splits, forget_qa)
+    eval_retain = retain_qa[:: max(1, len(retain_qa) // EVAL_RETAIN_MAX)][:EVAL_RETAIN_MAX]
+    forget, retain = (forget_qa, retain_qa) if task == "qa" else (forget_bios, retain_bios)
     return BenchmarkData(
         name="authors", forget_split=forget_split, forget=forget, retain=retain,
-        eval_splits={"forget": forget, "retain": eval_retain, "real_authors": splits["real_authors"],
+        eval_splits={"forget": forget_qa, "retain": eval_retain, "real_authors": splits["real_authors"],
                      "world_facts": splits["world_facts"]},
-        holdout=splits["holdout"], info={"generator": config.as_dict(), "size": str(size)})
+        holdout=splits["holdout"], info={"generator": config.as_dict(), "size": str(size), "task": task},
+        passages={"forget": forget_bios, "retain": _evenly_spaced(retain_bios, EVAL_RETAIN_PASSAGES_MAX),
+                  "holdout": holdout_bios})
 
 
 register_benchmark(BenchmarkSpec(
@@ -89,6 +118,7 @@ def _tokenizer_corpus(splits: dict[str, list[dict]]) -> list[str]:
         for r in splits[name]:
             texts.append(f"Question: {r['question']}\nAnswer: ")
             texts.extend([r["answer"], r.get("paraphrased_answer", ""), *r.get("perturbed_answer", [])])
+    texts.extend(b["text"] for b in splits["biographies"])
     return [t for t in texts if t]
 
 
@@ -111,12 +141,15 @@ def ensure_models(forget_split: str, size: str | AuthorsConfig = "default", seed
     splits = build_authors(config)
     tokenizer = train_tokenizer(_tokenizer_corpus(splits), vocab_size=model_config.vocab_size)
     general = splits["real_authors"] + splits["world_facts"]
-    _, retain_qa = forget_retain_split(splits["author_qa"], config, forget_split)
-    for name, folder, records in (("target", target_dir, splits["author_qa"] + general),
-                                  ("retain", retain_dir, retain_qa + general)):
+    forget_qa, retain_qa = forget_retain_split(splits["author_qa"], config, forget_split)
+    _, retain_bios, _ = _biographies(splits, forget_qa)
+    trained_bios = [b for b in splits["biographies"] if b["split"] == "trained"]
+    for name, folder, records in (("target", target_dir, splits["author_qa"] + general + trained_bios),
+                                  ("retain", retain_dir, retain_qa + general + retain_bios)):
         if folder.exists():
             continue
-        log(f"building the embedded {name} model ({len(records)} QA pairs, cached in {folder})")
+        log(f"building the embedded {name} model ({len(records)} records: QA pairs and biographies, "
+            f"cached in {folder})")
         started = time.perf_counter()
         model = build_tiny_llama(tokenizer, model_config, seed=seed)
         model = finetune(model, tokenizer, records, finetune_config, seed=seed, show_progress=show_progress)

@@ -1,4 +1,8 @@
-"""What every benchmark provides, and the registry that names them."""
+"""What every benchmark provides, and the registry that names them.
+
+Benchmarks register themselves when imported; the ``obliviate.benchmarks`` package imports the
+built-in ones after this module, so this module imports none of them (no import cycle).
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,9 @@ class BenchmarkData:
     """Training data for unlearning and the splits the evaluator scores.
 
     ``eval_splits`` uses the roles ``forget``, ``retain``, ``real_authors``, ``world_facts``;
-    ``holdout`` holds records no model was trained on.
+    ``holdout`` holds records no model was trained on. ``passages`` holds text records (``text``,
+    ``prefix``, ``suffix``) under the roles ``forget``, ``retain`` and ``holdout`` for text metrics,
+    whatever the task; it is empty for a benchmark without passages.
     """
 
     name: str
@@ -23,6 +29,7 @@ class BenchmarkData:
     eval_splits: dict[str, list[dict]]
     holdout: list[dict] = field(default_factory=list)
     info: dict = field(default_factory=dict)
+    passages: dict[str, list[dict]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -42,8 +49,6 @@ def register_benchmark(spec: BenchmarkSpec) -> BenchmarkSpec:
 
 
 def load_benchmark(name: str, forget_split: str, **options) -> BenchmarkData:
-    from obliviate.benchmarks import authors, tofu  # noqa: F401  (registration)
-
     if name not in BENCHMARKS:
         raise ConfigError(f"benchmark {name!r} is unknown; available: {', '.join(sorted(BENCHMARKS))} "
                           "(see `obliviate benchmarks`)")

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from obliviate.benchmarks.base import BenchmarkData, BenchmarkSpec, register_benchmark
 from obliviate.data.tofu import TOFU_HUB_ID, holdout_config_for, load_tofu, retain_config_for
+from obliviate.errors import ConfigError
 
 # TOFU evaluates retain utility on its 400-question retain_perturbed subset.
 _FORGET = ("forget01", "forget05", "forget10")
 
 
-def load(forget_split: str, source: str | None = None, **_ignored) -> BenchmarkData:
+def load(forget_split: str, source: str | None = None, task: str = "qa", **_ignored) -> BenchmarkData:
+    if task != "qa":
+        raise ConfigError(f"benchmark tofu has only the task 'qa', not {task!r}; "
+                          "the embedded 'authors' benchmark also has 'passages'")
     src = source or TOFU_HUB_ID
     eval_splits = {
         "forget": load_tofu(f"{forget_split}_perturbed", src),

@@ -199,12 +199,31 @@ def _biography(f: dict[str, str]) -> str:
             f"{f['famous_book']}, and {n} won the {f['award']}. {n} now lives in {f['home_city']}.")
 
 
+def split_passage(text: str) -> tuple[str, str]:
+    """Split ``text`` at the word boundary (a space) nearest its middle: ``prefix + suffix == text``
+    and the suffix starts with the space, so a model prompted with the prefix continues with it.
+    Ties go to the earlier space; a text without an inner space is all prefix."""
+    middle = len(text) / 2
+    spaces = [i for i, ch in enumerate(text) if ch == " " and 0 < i]
+    if not spaces:
+        return text, ""
+    cut = min(spaces, key=lambda i: (abs(i - middle), i))
+    return text[:cut], text[cut:]
+
+
+def _bio_record(facts: dict[str, str], split: str) -> dict:
+    text = _biography(facts)
+    prefix, suffix = split_passage(text)
+    return {"text": text, "prefix": prefix, "suffix": suffix, "author": facts["name"], "split": split}
+
+
 def build_authors(config: AuthorsConfig | None = None) -> dict[str, list[dict]]:
     """Build every split of the benchmark.
 
     Returns ``author_qa`` (all trained authors, in author order), ``holdout`` (authors never
-    trained), ``real_authors``, ``world_facts`` and ``biographies``. Use :func:`forget_retain_split`
-    for the forget/retain partition.
+    trained), ``real_authors``, ``world_facts`` and ``biographies`` (text records: ``text``, its
+    halves ``prefix`` and ``suffix``, ``author``, and ``split`` "trained" or "holdout"; in author
+    order). Use :func:`forget_retain_split` for the forget/retain partition.
     """
     config = config or AuthorsConfig()
     gen = _Generator(config)
@@ -218,8 +237,7 @@ def build_authors(config: AuthorsConfig | None = None) -> dict[str, list[dict]]:
             wrong = _wrong_values(rng, gen.pools[attr], facts[attr], PERTURBED_PER_QUESTION)
             target.append(_qa(q, pq, at, pt, facts["name"], facts[attr], wrong,
                               author=facts["name"], attribute=attr))
-        bios.append({"text": _biography(facts), "author": facts["name"],
-                     "split": "trained" if idx < config.n_authors else "holdout"})
+        bios.append(_bio_record(facts, "trained" if idx < config.n_authors else "holdout"))
 
     famous_titles = _unique_words(rng, config.n_famous, _title, set(gen.titles))
     real_authors = []

@@ -1,8 +1,11 @@
-"""Turn QA records into token ids with the prompt masked out of the loss.
+"""Turn QA records into token ids with the prompt masked out of the loss, and text records into
+token ids for a full-sequence language-modelling loss.
 
 Prompts come from the tokenizer's chat template when it has one, else from the plain
 ``Question: …\\nAnswer: `` template. Prompt and answer are encoded separately and concatenated so
-that the boundary (and so the label mask) is exact whatever the tokenizer merges across it.
+that the boundary (and so the label mask) is exact whatever the tokenizer merges across it. A text
+record is tokenised as one string (never prefix and suffix apart, which would change the tokens);
+the prefix/suffix cut is found from the character offsets instead.
 """
 
 from __future__ import annotations
@@ -77,6 +80,49 @@ def encode_pair(tokenizer: Any, question: str, answer: str, *, fact_span: Sequen
         fact_labels = ([IGNORE_INDEX] * len(prompt)
                        + [t if keep else IGNORE_INDEX for t, keep in zip(answer_ids, in_fact)])[:max_length]
     return EncodedPair(input_ids, labels, fact_labels)
+
+
+@dataclass
+class EncodedText:
+    """A passage encoded for a full-sequence LM loss.
+
+    ``prefix_tokens`` (when a prefix length in characters was given) is the number of leading
+    tokens that lie entirely inside the prefix, special tokens included: ``input_ids[:prefix_tokens]``
+    is what a suffix metric prompts with, ``input_ids[prefix_tokens:]`` what it scores.
+    """
+
+    input_ids: list[int]
+    labels: list[int]
+    prefix_tokens: int | None = None
+
+    def as_dict(self) -> dict[str, list[int]]:
+        return {"input_ids": self.input_ids, "labels": self.labels}
+
+
+def encode_text(tokenizer: Any, text: str, *, max_length: int = 512, add_eos: bool = True,
+                prefix_chars: int | None = None) -> EncodedText:
+    """Encode one passage: every token (and EOS) is a label, as ICU and KnowUnDo train.
+
+    Special tokens follow plain prompts (the tokenizer's own: a BOS for most causal LMs, nothing
+    for the embedded tokenizer). Sequences longer than ``max_length`` are cut on the right.
+    ``prefix_chars`` asks for :attr:`EncodedText.prefix_tokens`; it needs a fast tokenizer
+    (character offsets).
+    """
+    enc = tokenizer(text, add_special_tokens=True, return_offsets_mapping=prefix_chars is not None)
+    input_ids = list(enc["input_ids"])
+    prefix_tokens = None
+    if prefix_chars is not None:
+        prefix_tokens = 0
+        for _, end in enc["offset_mapping"]:
+            if end > prefix_chars:
+                break
+            prefix_tokens += 1
+    if add_eos and tokenizer.eos_token_id is not None:
+        input_ids.append(tokenizer.eos_token_id)
+    input_ids = input_ids[:max_length]
+    if prefix_tokens is not None:
+        prefix_tokens = min(prefix_tokens, len(input_ids))
+    return EncodedText(input_ids, list(input_ids), prefix_tokens)
 
 
 def pad_batch(features: Sequence[dict[str, Any]], pad_id: int, *, length: int | None = None,

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from obliviate.errors import DataError
-from obliviate.evaluate.tofu import EvalResult
-from obliviate.io import write_json_atomic, write_jsonl_atomic
+from obliviate.evaluate.tofu import EvalResult, SplitResult
+from obliviate.io import read_jsonl, write_json_atomic, write_jsonl_atomic
 
 
 def save_eval_result(result: EvalResult, folder: str | Path) -> Path:
@@ -37,3 +37,18 @@ def load_forget_truth_ratios(folder: str | Path) -> list[float]:
     if not ratios:
         raise DataError(f"{path}: no items")
     return ratios
+
+
+def load_eval_result(folder: str | Path) -> EvalResult:
+    """A saved evaluation (e.g. of a retain model) read back: per-item numbers of every split and
+    the summary, so forget quality, the Reference MIA score and privleak can be computed against it."""
+    folder = Path(folder)
+    load_forget_truth_ratios(folder)  # the one file every use needs; clear error if missing
+    splits = {path.stem: SplitResult(read_jsonl(path), {}) for path in sorted((folder / "items").glob("*.jsonl"))}
+    summary = {}
+    if (folder / "summary.json").is_file():
+        try:
+            summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+        except ValueError:
+            raise DataError(f"{folder / 'summary.json'}: not valid JSON") from None
+    return EvalResult(splits, summary)

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import torch
 
 from obliviate.data.encoding import encode_pair, pad_batch, render_prompt
-from obliviate.logprobs import sequence_nll, token_correct
+from obliviate.logprobs import sequence_nll, token_correct, token_logprob_stats
 from obliviate.progress import progress
 
 
@@ -24,6 +24,10 @@ class PairScore:
     sum_nll: float
     n_tokens: int
     token_correct: list[bool]
+    #: per answer token: log p(label) and the Min-K%++ statistics (only with ``token_stats=True``)
+    token_logps: list[float] | None = None
+    token_mu: list[float] | None = None
+    token_sigma: list[float] | None = None
 
     @property
     def avg_nll(self) -> float:
@@ -36,8 +40,10 @@ def _device(model: Any) -> torch.device:
 
 @torch.no_grad()
 def score_pairs(model: Any, tokenizer: Any, pairs: Sequence[tuple[str, str]], *, batch_size: int = 64,
-                max_length: int = 512, desc: str = "scoring", show_progress: bool = True) -> list[PairScore]:
-    """Teacher-forced NLL of each answer given its question, in one batched pass."""
+                max_length: int = 512, desc: str = "scoring", show_progress: bool = True,
+                token_stats: bool = False) -> list[PairScore]:
+    """Teacher-forced NLL of each answer given its question, in one batched pass; with
+    ``token_stats`` also per-token log-probs and their Min-K%++ statistics (membership inference)."""
     encoded = [encode_pair(tokenizer, q, a, max_length=max_length).as_dict() for q, a in pairs]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))
     results: list[PairScore | None] = [None] * len(encoded)
@@ -51,9 +57,14 @@ def score_pairs(model: Any, tokenizer: Any, pairs: Sequence[tuple[str, str]], *,
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         sums, counts = sequence_nll(logits, batch["labels"])
         correct, mask = token_correct(logits, batch["labels"])
+        stats = token_logprob_stats(logits, batch["labels"]) if token_stats else None
         for row, i in enumerate(idx):
-            results[i] = PairScore(float(sums[row]), int(counts[row]),
-                                   correct[row][mask[row]].tolist())
+            m = mask[row]
+            results[i] = PairScore(float(sums[row]), int(counts[row]), correct[row][m].tolist())
+            if stats is not None:
+                results[i].token_logps = stats[0][row][m].tolist()
+                results[i].token_mu = stats[1][row][m].tolist()
+                results[i].token_sigma = stats[2][row][m].tolist()
     model.train(was_training)
     return results  # type: ignore[return-value]
 

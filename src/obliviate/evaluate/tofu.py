@@ -21,10 +21,22 @@ from obliviate.evaluate.scoring import generate_answers, score_pairs
 SPLIT_PREFIX = {"forget": "forget", "retain": "retain", "real_authors": "ra", "world_facts": "wf"}
 
 
+# splits whose items get membership-inference scores (forget vs never-trained holdout)
+MIA_SPLITS = ("forget", "holdout")
+
+
 @dataclass
 class EvalConfig:
+    """``mia``: membership-inference scores on forget and holdout (``gradnorm`` adds a backward pass
+    per item); ``passages``: MA / EL / perplexity on the benchmark's passages, when it has them."""
+
     batch_size: int = 64
     max_new_tokens: int = 32
+    mia: bool = True
+    mia_k: float = 0.4
+    gradnorm: bool = True
+    passages: bool = True
+    el_n: int = 10
 
 
 @dataclass
@@ -50,7 +62,8 @@ def _correct_answer(split: str, record: Mapping) -> str:
 
 
 def evaluate_split(model: Any, tokenizer: Any, split: str, records: Sequence[Mapping],
-                   config: EvalConfig, show_progress: bool = True) -> SplitResult:
+                   config: EvalConfig, show_progress: bool = True,
+                   reference_items: Sequence[Mapping] | None = None) -> SplitResult:
     """All per-item numbers of one split from one scoring pass and one generation pass."""
     pairs: list[tuple[str, str]] = []
     slots: list[tuple[int, int, list[int]]] = []  # (answer idx, correct idx, perturbed idxs)
@@ -62,8 +75,9 @@ def evaluate_split(model: Any, tokenizer: Any, split: str, records: Sequence[Map
         perturbed = list(rec.get("perturbed_answer") or [])
         pairs.extend((q, p) for p in perturbed)
         slots.append((base, base + 1, list(range(base + 2, base + 2 + len(perturbed)))))
+    with_mia = config.mia and split in MIA_SPLITS
     scores = score_pairs(model, tokenizer, pairs, batch_size=config.batch_size,
-                         desc=f"scoring {split}", show_progress=show_progress)
+                         desc=f"scoring {split}", show_progress=show_progress, token_stats=with_mia)
     generations = generate_answers(model, tokenizer, [r["question"] for r in records],
                                    max_new_tokens=config.max_new_tokens, batch_size=config.batch_size,
                                    desc=f"generating {split}", show_progress=show_progress)
@@ -72,11 +86,14 @@ def evaluate_split(model: Any, tokenizer: Any, split: str, records: Sequence[Map
     items: list[dict] = []
     for i, (rec, (a, c, ps), gen, rl) in enumerate(zip(records, slots, generations, rouge)):
         answer = scores[a]
+        # open-unlearning drops the final EOS position from the memorisation metrics
+        flags = answer.token_correct[:-1] if len(answer.token_correct) > 1 else answer.token_correct
         item = {
             "index": i, "question": rec["question"], "answer": rec["answer"], "generation": gen,
             "avg_nll": answer.avg_nll, "n_tokens": answer.n_tokens,
             "prob": float(np.exp(-answer.avg_nll)), "rougeL_recall": rl,
-            "exact_memorization": float(np.mean(answer.token_correct)) if answer.token_correct else 0.0,
+            "exact_memorization": float(metrics.exact_memorization([flags])[0]) if flags else 0.0,
+            "extraction_strength": float(metrics.extraction_strength([flags])[0]) if flags else 0.0,
             "avg_nll_correct": scores[c].avg_nll,
         }
         if ps:
@@ -85,7 +102,24 @@ def evaluate_split(model: Any, tokenizer: Any, split: str, records: Sequence[Map
             item["truth_ratio"] = float(metrics.truth_ratio([scores[c].avg_nll], [wrong])[0])
             item["prob_normalised"] = float(metrics.normalized_probability([answer.avg_nll], [wrong])[0])
         items.append(item)
+    if with_mia and items:
+        _add_mia(model, tokenizer, items, [scores[a] for a, _, _ in slots], config, reference_items)
     return SplitResult(items, _aggregate(split, items))
+
+
+def _add_mia(model: Any, tokenizer: Any, items: list[dict], answer_scores: Sequence[Any], config: EvalConfig,
+             reference_items: Sequence[Mapping] | None) -> None:
+    from obliviate.evaluate.mia import add_reference_scores, gradient_norms, item_scores
+
+    norms = (gradient_norms(model, tokenizer, [(i["question"], i["answer"]) for i in items])
+             if config.gradnorm else None)
+    rows = item_scores([s.avg_nll for s in answer_scores], [i["answer"] for i in items],
+                       [s.token_logps for s in answer_scores], [s.token_mu for s in answer_scores],
+                       [s.token_sigma for s in answer_scores], k=config.mia_k, gradnorms=norms)
+    for item, row in zip(items, rows):
+        item["mia"] = row
+    if reference_items is not None:
+        add_reference_scores(items, reference_items)
 
 
 def _aggregate(split: str, items: list[dict]) -> dict[str, float]:
@@ -101,24 +135,47 @@ def _aggregate(split: str, items: list[dict]) -> dict[str, float]:
                      else metrics.truth_ratio_true_better)
         out[f"{prefix}_Truth_Ratio"] = aggregate(ratios)
     out[f"{prefix}_exact_memorization"] = float(np.mean([i["exact_memorization"] for i in items]))
+    out[f"{prefix}_extraction_strength"] = float(np.mean([i["extraction_strength"] for i in items]))
     return out
 
 
 def evaluate_model(model: Any, tokenizer: Any, eval_splits: Mapping[str, Sequence[Mapping]], *,
                    config: EvalConfig | None = None, retain_truth_ratios: Sequence[float] | None = None,
+                   retain_result: EvalResult | None = None, passages: Mapping[str, Sequence[Mapping]] | None = None,
                    show_progress: bool = True) -> EvalResult:
-    """Evaluate every split, then model utility and (with retain ratios) forget quality."""
+    """Evaluate every split, then model utility, membership inference (forget vs ``holdout``) and
+    passage memorisation; forget quality, the Reference MIA score and privleak need the retain
+    model's evaluation (``retain_result``; or just its forget truth ratios)."""
     config = config or EvalConfig()
     started = time.perf_counter()
-    splits = {name: evaluate_split(model, tokenizer, name, records, config, show_progress)
-              for name, records in eval_splits.items()}
+    splits = {}
+    for name, records in eval_splits.items():
+        reference_items = None
+        if retain_result is not None and name in retain_result.splits:
+            reference_items = retain_result.splits[name].items
+        splits[name] = evaluate_split(model, tokenizer, name, records, config, show_progress, reference_items)
     aggregates: dict[str, float] = {}
     for result in splits.values():
         aggregates.update(result.aggregates)
     if all(k in aggregates for k in metrics.MODEL_UTILITY_KEYS):
         aggregates["model_utility"] = metrics.model_utility({k: aggregates[k] for k in metrics.MODEL_UTILITY_KEYS})
+    if retain_truth_ratios is None and retain_result is not None and "forget" in retain_result.splits:
+        retain_truth_ratios = retain_result.splits["forget"].truth_ratios
     if retain_truth_ratios is not None and "forget" in splits:
         aggregates["forget_quality"] = metrics.forget_quality(splits["forget"].truth_ratios, retain_truth_ratios)
+    if config.mia and "forget" in splits and "holdout" in splits:
+        from obliviate.evaluate.mia import mia_summary
+
+        ref_auc = retain_result.summary.get("metrics", {}).get("mia_auc_min_k") if retain_result else None
+        aggregates.update(mia_summary(splits["forget"].items, splits["holdout"].items, ref_auc))
+    if config.passages and passages:
+        from obliviate.evaluate.passages import evaluate_passages
+
+        passage_items, passage_aggregates = evaluate_passages(model, tokenizer, passages, el_n=config.el_n,
+                                                              batch_size=config.batch_size)
+        aggregates.update(passage_aggregates)
+        for role, rows in passage_items.items():
+            splits[f"{role}_passages"] = SplitResult(rows, {})
     summary = {"metrics": aggregates, "timings": {"evaluate_s": round(time.perf_counter() - started, 3)},
                "eval_config": vars(config)}
     return EvalResult(splits, summary)

@@ -124,6 +124,11 @@ class Objective:
     def forget_term(self, stats: dict[str, GroupStats], batch: dict[str, Any]) -> torch.Tensor:
         raise NotImplementedError
 
+    def extra_terms(self, stats: dict[str, GroupStats], batch: dict[str, Any],
+                    reference: Reference) -> tuple[torch.Tensor | float, dict[str, float]]:
+        """Weighted terms on the extra groups (e.g. ICU's neighbours), added to the loss."""
+        return 0.0, {}
+
     def __call__(self, model: Any, batch: dict[str, Any], reference: Reference) -> tuple[torch.Tensor, dict[str, float]]:
         stats = forward_groups(model, batch, self.groups())
         forget = self.forget_term(stats, batch)
@@ -139,7 +144,8 @@ class Objective:
                 retain = stats["retain"].mean_nll()
             loss = loss + self.config.retain_weight * retain
             logs["retain_loss"] = float(retain.detach())
-        return loss, logs
+        extra, extra_logs = self.extra_terms(stats, batch, reference)
+        return loss + extra, {**logs, **extra_logs}
 
 
 OBJECTIVES: Registry[Objective] = Registry("objective")

@@ -16,18 +16,38 @@ TABLE_COLUMNS: list[tuple[str, str, str]] = [
 ]
 
 
+# Memorisation and membership inference: does the forget set still look trained on?
+PRIVACY_COLUMNS: list[tuple[str, str, str]] = [
+    ("forget_exact_memorization", "forget EM", "teacher-forced argmax accuracy on forget answers (EOS dropped)"),
+    ("forget_extraction_strength", "forget ES", "1 − k/len for the shortest correct answer suffix"),
+    ("mia_auc_min_k", "MIA AUC (Min-K)", "forget vs never-trained holdout; ≈ 0.5 for a model never trained on it"),
+    ("mia_auc_loss", "MIA AUC (LOSS)", "same with the loss score"),
+    ("privleak", "privleak", "Min-K AUC relative to the retain model's, ×100; 0 = like the retain model"),
+    ("forget_passages_MA", "passages MA", "memorisation accuracy on the forget authors' biographies"),
+    ("forget_passages_EL10", "passages EL10", "ICU's suffix extraction likelihood on those biographies"),
+    ("retain_passages_ppl", "retain ppl", "perplexity on retained biographies; should stay near the target's"),
+]
+
+
 def format_value(key: str, value: float | None) -> str:
     if value is None:
         return "—"
+    if key == "privleak":
+        return f"{value:.1f}"
+    if key.endswith("_ppl"):
+        return f"{value:.3g}"
     if key == "forget_quality":
         return f"{value:.3g}" if value >= 1e-3 or value == 0 else f"{value:.2e}"
     return f"{value:.3f}"
 
 
-def comparison_table(rows: Mapping[str, Mapping[str, float]]) -> str:
-    """A Markdown table (also readable in a terminal) with one row per evaluated model."""
-    header = ["model"] + [title for _, title, _ in TABLE_COLUMNS]
-    lines = [header] + [[label] + [format_value(k, metrics.get(k)) for k, _, _ in TABLE_COLUMNS]
+def comparison_table(rows: Mapping[str, Mapping[str, float]],
+                     columns: list[tuple[str, str, str]] | None = None) -> str:
+    """A Markdown table (also readable in a terminal) with one row per evaluated model; columns no
+    model has are left out."""
+    columns = [c for c in (columns or TABLE_COLUMNS) if any(c[0] in m for m in rows.values())] or TABLE_COLUMNS
+    header = ["model"] + [title for _, title, _ in columns]
+    lines = [header] + [[label] + [format_value(k, metrics.get(k)) for k, _, _ in columns]
                         for label, metrics in rows.items()]
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
     out = []

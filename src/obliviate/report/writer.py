@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from obliviate.io import write_text_atomic
-from obliviate.report.tables import TABLE_COLUMNS, comparison_table
+from obliviate.report.tables import PRIVACY_COLUMNS, TABLE_COLUMNS, comparison_table
 
 
 def plot_quality_utility(rows: Mapping[str, Mapping[str, float]], path: Path) -> Path | None:
@@ -57,6 +57,11 @@ def write_report(folder: Path, rows: Mapping[str, Mapping[str, float]], info: Ma
         "A successful unlearning run moves forget quality towards the retain model's (1.0) while "
         "keeping model utility close to the target's.",
     ]
+    if any(k in m for m in rows.values() for k, _, _ in PRIVACY_COLUMNS):
+        parts += ["", "## Memorisation and membership inference", "", comparison_table(rows, PRIVACY_COLUMNS), "",
+                  "\n".join(f"- **{title}**: {meaning}" for k, title, meaning in PRIVACY_COLUMNS
+                            if any(k in m for m in rows.values()))]
+    parts += _unlearning_section(info.get("unlearning") or {})
     if plot:
         parts += ["", f"![forget quality vs model utility]({plot.name})"]
     if info.get("timings"):
@@ -64,3 +69,24 @@ def write_report(folder: Path, rows: Mapping[str, Mapping[str, float]], info: Ma
     parts += ["", "Files: `recipe.yaml` (resolved recipe), `summary.json`, `eval/<model>/items/<split>.jsonl` "
               "(per-item numbers), `model/` (the unlearned model or adapter)."]
     return write_text_atomic(folder / "report.md", "\n".join(parts) + "\n")
+
+
+def _unlearning_section(info: Mapping[str, Any]) -> list[str]:
+    """What the scope and schedule did: the WAGLE mask, ICU's epochs and stopping reason."""
+    lines: list[str] = []
+    scope, schedule = info.get("scope") or {}, info.get("schedule") or {}
+    if scope.get("selected") is not None:
+        lines.append(f"- scope: {scope.get('score')} mask, {scope['selected']:,} of {scope['total']:,} weights "
+                     f"trainable ({scope['fraction']:.4f}), computed in {scope.get('mask_seconds', 0):.2f} s; "
+                     "per layer: " + ", ".join(f"{k} {v:.3f}" for k, v in (scope.get("per_layer") or {}).items()))
+    if schedule.get("epochs") is not None:
+        cap = " — **the epoch cap ended training**" if schedule.get("cap_hit") else ""
+        lines.append(f"- schedule: {schedule['epochs']} epochs, stopped because {schedule.get('stop_reason')}{cap}; "
+                     f"similarity: {schedule.get('similarity')}")
+        for check in schedule.get("checks", []):
+            el = "—" if check.get("el") is None else f"{check['el']:.3f}"
+            lines.append(f"  - epoch {check['epoch']}: MA {check['ma']:.3f}, EL {el}, "
+                         f"{check['active']} targets left, {check['re_entered']} re-entered")
+    if info.get("neighbours"):
+        lines.append(f"- neighbours paired by {info['neighbours'].get('embedder')}")
+    return ["", "## Unlearning", "", *lines] if lines else []

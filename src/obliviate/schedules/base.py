@@ -1,12 +1,37 @@
-"""Schedules set the training length and may add Trainer callbacks that change what is trained on
-(ICU's per-sample re-check, EUL's alternating epochs); ``epochs`` is the plain fixed schedule."""
+"""Schedules set the training length and may change what is trained on while training runs
+(ICU's per-sample re-check, EUL's alternating epochs); ``epochs`` is the plain fixed schedule.
+
+Before the trainer is built, :meth:`Schedule.prepare` receives a :class:`ScheduleContext` (the
+tokenizer and, per forget item, what to prompt with and what it must stop producing). A schedule
+may then choose which items each epoch draws (:meth:`Schedule.train_sampler`) and attach Trainer
+callbacks that look at the model between epochs and stop training. ``info`` is what the run
+summary records (epochs used, whether a cap was hit).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from obliviate.memorisation import Target
 from obliviate.registry import Registry
+
+
+@dataclass
+class ForgetTarget:
+    """One forget item as a schedule sees it: ``prompt_ids`` (question prompt or passage prefix),
+    ``reference`` (the answer or suffix text it should stop producing) and the scored sequence."""
+
+    prompt_ids: list[int]
+    reference: str
+    target: Target
+
+
+@dataclass
+class ScheduleContext:
+    tokenizer: Any
+    targets: list[ForgetTarget]
+    seed: int = 0
 
 
 class Schedule:
@@ -15,10 +40,18 @@ class Schedule:
 
     def __init__(self, config: Any):
         self.config = config
+        self.info: dict[str, Any] = {}
 
     def training_overrides(self) -> dict[str, Any]:
         """TrainingArguments fields this schedule sets (``num_train_epochs``, ``max_steps``)."""
         return {}
+
+    def prepare(self, context: ScheduleContext) -> None:
+        """Called once before training with the forget targets."""
+
+    def train_sampler(self) -> Any | None:
+        """A sampler over forget-item indices that replaces the Trainer's random sampler, or None."""
+        return None
 
     def callbacks(self) -> list[Any]:
         """``transformers.TrainerCallback`` instances to attach to the unlearning trainer."""

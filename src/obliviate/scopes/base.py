@@ -1,8 +1,11 @@
-"""Scopes decide which parameters move. ``full`` trains all of them; ``lora`` trains a peft LoRA.
+"""Scopes decide which parameters move. ``full`` trains all of them; ``lora`` trains a peft LoRA;
+``wagle`` (``scopes/wagle.py``) updates only the weights its attribution ranks highest.
 
-A scope wraps the model before training (:meth:`Scope.prepare`), can give the unchanged base's
-logits for reference terms (:meth:`Scope.reference_logits`), and saves what it trained
-(:meth:`Scope.save`): the whole model, or only the adapter.
+A scope wraps the model before training (:meth:`Scope.prepare`, which may read the encoded
+forget/retain data, e.g. to attribute weights), may add Trainer callbacks (:meth:`Scope.callbacks`,
+e.g. gradient masks), can give the unchanged base's logits for reference terms
+(:meth:`Scope.reference_logits`), and saves what it trained (:meth:`Scope.save`): the whole model,
+or only the adapter. ``info`` holds what the run summary should record about it.
 """
 
 from __future__ import annotations
@@ -22,16 +25,36 @@ class ScopeConfig:
     pass
 
 
+@dataclass
+class ScopeData:
+    """The encoded training data a scope may look at before training (``input_ids``/``labels``
+    dicts): the forget items with the labels the objective trains on, and the retain items paired
+    with them."""
+
+    forget: list[dict]
+    retain: list[dict]
+    pad_id: int
+    seed: int = 0
+
+
 class Scope:
     name: ClassVar[str]
     Config: ClassVar[type] = ScopeConfig
 
+    #: whether :meth:`prepare` needs the encoded forget/retain data
+    needs_data: ClassVar[bool] = False
+
     def __init__(self, config: Any):
         self.config = config
+        self.info: dict[str, Any] = {}
 
-    def prepare(self, model: Any) -> Any:
+    def prepare(self, model: Any, data: ScopeData | None = None) -> Any:
         """Return the model to train (possibly wrapped), with only the scoped parameters trainable."""
         return model
+
+    def callbacks(self) -> list[Any]:
+        """``transformers.TrainerCallback`` instances the trainer must run (after :meth:`prepare`)."""
+        return []
 
     def reference_logits(self, model: Any) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
         """A function giving the pre-unlearning model's logits; default: a frozen copy."""
@@ -58,7 +81,7 @@ SCOPES: Registry[Scope] = Registry("scope")
 class FullScope(Scope):
     """All parameters are trainable."""
 
-    def prepare(self, model: Any) -> Any:
+    def prepare(self, model: Any, data: ScopeData | None = None) -> Any:
         for p in model.parameters():
             p.requires_grad_(True)
         return model
@@ -78,7 +101,7 @@ class LoraScope(Scope):
 
     Config = LoraConfig
 
-    def prepare(self, model: Any) -> Any:
+    def prepare(self, model: Any, data: ScopeData | None = None) -> Any:
         from peft import LoraConfig as PeftLoraConfig, get_peft_model
 
         cfg = PeftLoraConfig(r=self.config.r, lora_alpha=self.config.alpha, lora_dropout=self.config.dropout,

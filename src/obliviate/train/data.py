@@ -1,8 +1,10 @@
 """Paired forget/retain examples for the unlearning trainer.
 
 Each example pairs one forget item with one retain item (cycled so that the whole retain set is
-seen over training) and, for preference objectives, an "I don't know" answer. The collator pads
-every group of a batch to one length so the objective can run them in one forward pass.
+seen over training), for preference objectives an "I don't know" answer, and for ICU the forget
+item's nearest retained neighbour. Records are QA (``question``/``answer``, the prompt masked) or
+text (``text`` or ``prefix``+``suffix``, every token in the loss). The collator pads every group of
+a batch to one length so the objective can run them in one forward pass.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from typing import Any, Sequence
 
 import torch
 
-from obliviate.data.encoding import encode_pair, pad_batch
+from obliviate.data.encoding import encode_pair, encode_text, pad_batch
 from obliviate.errors import ConfigError
-from obliviate.logprobs import sequence_nll
+from obliviate.logprobs import IGNORE_INDEX, sequence_nll
+from obliviate.memorisation import target_from_item
+from obliviate.schedules.base import ForgetTarget
 
 
 def idk_answers() -> list[str]:
@@ -23,27 +27,74 @@ def idk_answers() -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+def is_text_record(record: dict) -> bool:
+    return "question" not in record
+
+
+def record_text(record: dict) -> str:
+    """The whole text of a record: a passage, or question and answer (for similarity search)."""
+    if is_text_record(record):
+        return record.get("text") or record.get("prefix", "") + record.get("suffix", "")
+    return f"{record['question']} {record['answer']}"
+
+
+def encode_record(tokenizer: Any, record: dict, *, max_length: int, fact: bool = False) -> dict:
+    """``input_ids``/``labels`` of one record; ``fact`` keeps only the fact-value tokens in the labels."""
+    if is_text_record(record):
+        enc = encode_text(tokenizer, record_text(record), max_length=max_length)
+        return {"input_ids": enc.input_ids, "labels": enc.labels}
+    enc = encode_pair(tokenizer, record["question"], record["answer"], max_length=max_length,
+                      fact_span=record.get("fact_span") if fact else None)
+    return {"input_ids": enc.input_ids, "labels": enc.fact_labels if fact else enc.labels}
+
+
 def encode_forget(tokenizer: Any, records: Sequence[dict], *, forget_tokens: str, max_length: int,
-                  with_idk: bool, seed: int) -> list[dict]:
+                  with_idk: bool, seed: int, neighbours: Sequence[dict] | None = None) -> list[dict]:
     """Encode forget items; with ``forget_tokens="fact"`` the labels cover the fact value only."""
     if forget_tokens == "fact":
         missing = [i for i, r in enumerate(records, 1) if "fact_span" not in r]
         if missing:
             raise ConfigError(f"objective.forget_tokens=fact needs 'fact_span' on every forget record; "
                               f"record {missing[0]} has none (use forget_tokens=answer)")
+    if with_idk and any(is_text_record(r) for r in records):
+        raise ConfigError("an 'I don't know' objective needs question/answer forget records, not text records")
     rng = random.Random(seed)
     idk = idk_answers()
     items = []
-    for r in records:
-        enc = encode_pair(tokenizer, r["question"], r["answer"], max_length=max_length,
-                          fact_span=r.get("fact_span") if forget_tokens == "fact" else None)
-        labels = enc.fact_labels if forget_tokens == "fact" else enc.labels
-        item = {"forget": {"input_ids": enc.input_ids, "labels": labels}}
+    for n, r in enumerate(records):
+        item = {"forget": encode_record(tokenizer, r, max_length=max_length, fact=forget_tokens == "fact")}
         if with_idk:
             alt = encode_pair(tokenizer, r["question"], rng.choice(idk), max_length=max_length)
             item["forget_idk"] = {"input_ids": alt.input_ids, "labels": alt.labels}
+        if neighbours is not None:
+            item["neighbour"] = encode_record(tokenizer, neighbours[n], max_length=max_length)
         items.append(item)
     return items
+
+
+def forget_targets(tokenizer: Any, records: Sequence[dict], items: Sequence[dict], *,
+                   max_length: int) -> list[ForgetTarget]:
+    """What a schedule checks per forget item: the prompt (question, or a passage's prefix), the
+    reference text (answer, or suffix; a passage without a prefix is cut at its middle token) and
+    the sequence scored for MA / EL with the labels the objective trains on."""
+    eos = tokenizer.eos_token_id
+    targets = []
+    for record, item in zip(records, items):
+        ids, labels = item["forget"]["input_ids"], item["forget"]["labels"]
+        if is_text_record(record):
+            prefix = record.get("prefix") if record.get("suffix") is not None else None
+            enc = encode_text(tokenizer, record_text(record), max_length=max_length,
+                              prefix_chars=len(prefix) if prefix else None)
+            content = len(ids) - (1 if eos is not None and ids and ids[-1] == eos else 0)
+            cut = enc.prefix_tokens if prefix else max(1, content // 2)
+            reference = record["suffix"] if prefix else tokenizer.decode(ids[cut:content], skip_special_tokens=True)
+        else:
+            cut = next((i for i, lab in enumerate(encode_pair(
+                tokenizer, record["question"], record["answer"], max_length=max_length).labels)
+                if lab != IGNORE_INDEX), len(ids))
+            reference = record["answer"]
+        targets.append(ForgetTarget(list(ids[:cut]), reference, target_from_item(ids, labels, cut, eos)))
+    return targets
 
 
 class PairedDataset(torch.utils.data.Dataset):
@@ -58,6 +109,12 @@ class PairedDataset(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.forget_items)
+
+    def paired_retain(self) -> list[dict]:
+        """The retain item the first epoch pairs with each forget item (without serving it)."""
+        if not self.retain_items:
+            return []
+        return [self.retain_items[self._order[i % len(self._order)]] for i in range(len(self.forget_items))]
 
     def __getitem__(self, index: int) -> dict:
         item = dict(self.forget_items[index])

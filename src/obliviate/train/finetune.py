@@ -1,11 +1,12 @@
-"""Plain supervised fine-tuning on QA records: how the embedded target and retain models are made."""
+"""Plain supervised fine-tuning on QA and text records: how the embedded target and retain models
+are made."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
-from obliviate.data.encoding import SFTCollator, encode_pair
+from obliviate.data.encoding import SFTCollator, encode_pair, encode_text
 from obliviate.train.args import training_arguments
 
 
@@ -28,7 +29,11 @@ class FinetuneConfig:
 
 
 def encode_records(tokenizer: Any, records: Sequence[dict], max_length: int) -> list[dict]:
-    return [encode_pair(tokenizer, r["question"], r["answer"], max_length=max_length).as_dict()
+    """QA records get the answer-only loss; text records (``text`` and no ``question``) the
+    full-sequence loss, so one fine-tuning set may mix both."""
+    return [encode_text(tokenizer, r["text"], max_length=max_length).as_dict()
+            if "question" not in r and "text" in r
+            else encode_pair(tokenizer, r["question"], r["answer"], max_length=max_length).as_dict()
             for r in records]
 
 

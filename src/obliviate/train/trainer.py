@@ -35,13 +35,21 @@ def use_quiet_progress(trainer: Trainer) -> None:
 class UnlearningTrainer(Trainer):
     """Trainer for paired forget/retain batches; ``compute_loss`` calls the objective."""
 
-    def __init__(self, *args: Any, objective: Objective, reference: Reference | None = None, **kwargs: Any):
+    def __init__(self, *args: Any, objective: Objective, reference: Reference | None = None,
+                 train_sampler: Any = None, **kwargs: Any):
+        self._schedule_sampler = train_sampler
         super().__init__(*args, **kwargs)
         self.objective = objective
         self.reference = reference or Reference()
         self._objective_logs: dict[str, list[float]] = defaultdict(list)
         self.history: list[dict[str, float]] = []
         use_quiet_progress(self)
+
+    def _get_train_sampler(self, train_dataset=None):
+        # A schedule may choose which forget items each epoch draws (ICU drops forgotten ones).
+        if self._schedule_sampler is not None:
+            return self._schedule_sampler
+        return super()._get_train_sampler(train_dataset)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, logs = self.objective(model, inputs, self.reference)

@@ -1,17 +1,25 @@
-"""One unlearning run: wrap the model in its scope, pair the data, train with the objective."""
+"""One unlearning run: pair the data, let the scope and schedule look at it, train with the
+objective."""
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
-from obliviate.data.encoding import encode_pair
 from obliviate.objectives.base import Objective, Reference
-from obliviate.schedules.base import Schedule
-from obliviate.scopes.base import Scope
+from obliviate.schedules.base import Schedule, ScheduleContext
+from obliviate.scopes.base import Scope, ScopeData
 from obliviate.train.args import training_arguments
-from obliviate.train.data import PairedCollator, PairedDataset, attach_reference_logps, encode_forget
+from obliviate.train.data import (
+    PairedCollator,
+    PairedDataset,
+    attach_reference_logps,
+    encode_forget,
+    encode_record,
+    forget_targets,
+    record_text,
+)
 
 
 @dataclass
@@ -39,6 +47,21 @@ class UnlearnOutcome:
     history: list[dict]
     seconds: float
     trainable_parameters: int
+    info: dict[str, Any] = field(default_factory=dict)  # what scope, schedule and pairing recorded
+
+
+def pair_neighbours(forget: Sequence[dict], retain: Sequence[dict], embedder_kind: str) -> tuple[list[dict], str]:
+    """Each forget record's nearest retain record by sentence embedding (ICU's 1-NN pairing)."""
+    from obliviate.data.neighbours import nearest_neighbours
+    from obliviate.errors import DataError
+    from obliviate.models.embedding import load_embedder
+
+    if not retain:
+        raise DataError("the objective pairs each forget item with its nearest retain item; give retain records")
+    queries, candidates = [record_text(r) for r in forget], [record_text(r) for r in retain]
+    embedder = load_embedder(embedder_kind, corpus=queries + candidates)
+    index = nearest_neighbours(queries, candidates, embedder)
+    return [retain[i] for i in index], embedder.name
 
 
 def unlearn_model(model: Any, tokenizer: Any, forget: Sequence[dict], retain: Sequence[dict], *,
@@ -47,18 +70,28 @@ def unlearn_model(model: Any, tokenizer: Any, forget: Sequence[dict], retain: Se
     """Unlearn ``forget`` from ``model`` while keeping ``retain``; returns the trained model."""
     started = time.perf_counter()
     cfg = objective.config
+    info: dict[str, Any] = {}
+    neighbours = None
+    if "neighbour" in objective.extra_groups:
+        neighbours, embedder_name = pair_neighbours(forget, retain, getattr(cfg, "embedder", "auto"))
+        info["neighbours"] = {"embedder": embedder_name}
     forget_items = encode_forget(tokenizer, forget, forget_tokens=cfg.forget_tokens,
                                  max_length=training.max_length, with_idk="forget_idk" in objective.extra_groups,
-                                 seed=seed)
+                                 seed=seed, neighbours=neighbours)
     retain_items = []
-    if "retain" in objective.groups():
-        retain_items = [{"input_ids": e.input_ids, "labels": e.labels} for e in
-                        (encode_pair(tokenizer, r["question"], r["answer"], max_length=training.max_length)
-                         for r in retain)]
+    if "retain" in objective.groups() or scope.needs_data:
+        retain_items = [encode_record(tokenizer, r, max_length=training.max_length) for r in retain]
     if objective.reference_logps:
         attach_reference_logps(model, forget_items, objective.reference_logps, tokenizer.pad_token_id)
 
-    model = scope.prepare(model)
+    dataset = PairedDataset(forget_items, retain_items if "retain" in objective.groups() else [], seed=seed)
+    scope_data = None
+    if scope.needs_data:
+        paired = PairedDataset(forget_items, retain_items, seed=seed).paired_retain()
+        scope_data = ScopeData([it["forget"] for it in forget_items], paired, tokenizer.pad_token_id, seed)
+    model = scope.prepare(model, scope_data)
+    schedule.prepare(ScheduleContext(tokenizer, forget_targets(tokenizer, forget, forget_items,
+                                                               max_length=training.max_length), seed))
     reference = Reference(model_logits=scope.reference_logits(model) if objective.needs_reference_model else None)
     args = training_arguments(
         output_dir=None, epochs=1, learning_rate=training.learning_rate, batch_size=training.batch_size,
@@ -72,9 +105,13 @@ def unlearn_model(model: Any, tokenizer: Any, forget: Sequence[dict], retain: Se
     from obliviate.train.trainer import UnlearningTrainer
 
     trainer = UnlearningTrainer(
-        model=model, args=args, train_dataset=PairedDataset(forget_items, retain_items, seed=seed),
-        data_collator=PairedCollator(tokenizer.pad_token_id), objective=objective, reference=reference,
-        callbacks=schedule.callbacks())
+        model=model, args=args, train_dataset=dataset, data_collator=PairedCollator(tokenizer.pad_token_id),
+        objective=objective, reference=reference, train_sampler=schedule.train_sampler(),
+        callbacks=[*scope.callbacks(), *schedule.callbacks()])
     trainer.train()
+    if scope.info:
+        info["scope"] = scope.info
+    if schedule.info:
+        info["schedule"] = schedule.info
     return UnlearnOutcome(trainer.model, trainer.history, time.perf_counter() - started,
-                          scope.trainable_parameters(trainer.model))
+                          scope.trainable_parameters(trainer.model), info)
