@@ -86,7 +86,8 @@ def test_passages_task_forgets_the_forget_authors_biographies():
     assert [b["author"] for b in data.forget] == list(dict.fromkeys(r["author"] for r in qa_data.forget))
     assert {b["author"] for b in data.forget} == forget_authors and len(data.forget) == len(forget_authors)
     assert {b["author"] for b in data.retain} == retain_authors and len(data.retain) == len(retain_authors)
-    assert all("question" not in b and b["prefix"] + b["suffix"] == b["text"] for b in data.forget + data.retain)
+    for bio in data.forget + data.retain:
+        assert "question" not in bio and bio["prefix"] + bio["suffix"] == bio["text"]
     # the QA task keeps the QA records; both tasks carry the same passages and QA evaluation splits
     assert qa_data.forget[0]["question"] and data.eval_splits["forget"] == qa_data.forget
     assert data.passages == qa_data.passages

@@ -80,3 +80,18 @@ def test_encode_records_mixes_qa_and_text(tok):
     assert qa_enc == encode_pair(tok, qa["question"], qa["answer"], max_length=64).as_dict()
     assert text_enc == encode_text(tok, text["text"], max_length=64).as_dict()
     assert IGNORE_INDEX in qa_enc["labels"] and IGNORE_INDEX not in text_enc["labels"]
+
+
+def test_mixed_fine_tuning_batches_hold_one_record_kind():
+    from obliviate.train.finetune import _KindBatchSampler
+
+    kinds = [i % 9 == 0 for i in range(100)]  # 12 text records among 88 QA
+    sampler = _KindBatchSampler(kinds, batch_size=8, seed=0)
+    epochs = [list(sampler), list(sampler)]
+    for order in epochs:
+        assert sorted(order) == list(range(100)) and len(sampler) == 100
+        batches = [order[j:j + 8] for j in range(0, 100, 8)]
+        mixed = [b for b in batches if len({kinds[i] for i in b}) > 1]
+        assert len(mixed) <= 1  # only the pooled leftovers (88 % 8 = 0, 12 % 8 = 4) may mix
+    assert epochs[0] != epochs[1]  # reshuffled every epoch
+    assert list(_KindBatchSampler(kinds, 8, seed=0)) == epochs[0]  # deterministic for a seed

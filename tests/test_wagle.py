@@ -95,3 +95,50 @@ def test_frozen_weights_stay_bit_identical_under_weight_decay(tiny_models, tiny_
     total = sum(m.numel() for m in scope.masks.values())
     assert scope.info["selected"] == int(0.5 * total) and moved > 0.3 * total
     assert math.isclose(scope.info["fraction"], 0.5, abs_tol=1e-6) and scope.info["mask_seconds"] >= 0
+
+
+def test_mask_command_then_training_with_the_saved_mask(tmp_path, tiny_models, tiny_data, capsys):
+    import json
+
+    from obliviate.cli import main
+    from obliviate.scopes.wagle import MASK_FILE
+
+    forget, retain = tmp_path / "forget.jsonl", tmp_path / "retain.jsonl"
+    forget.write_text("".join(json.dumps(r) + "\n" for r in tiny_data.forget))
+    retain.write_text("".join(json.dumps(r) + "\n" for r in tiny_data.retain))
+    mask = tmp_path / "mask.safetensors"
+    assert main(["mask", "--model", str(tiny_models.target), "--forget", str(forget), "--retain", str(retain),
+                 "--ratio", "0.8", "--score", "snip", "--out", str(mask)]) == 0
+    assert "trainable, score snip" in capsys.readouterr().out
+    from safetensors import safe_open
+
+    with safe_open(str(mask), "pt") as fh:
+        assert fh.metadata()["score"] == "snip" and fh.metadata()["ratio"] == "0.8"
+    assert main(["mask", "--model", str(tiny_models.target), "--forget", str(forget), "--out", str(mask)]) == 2
+    out = tmp_path / "unlearned"
+    assert main(["unlearn", "--model", str(tiny_models.target), "--forget", str(forget), "--retain", str(retain),
+                 "--method", "wagle", "--set", f"scope.mask_path={mask}", "--set", "schedule.max_steps=2",
+                 "--out", str(out), "--quiet"]) == 0
+    info = json.loads((out / "unlearning.json").read_text())["scope"]
+    assert info["source"] == str(mask) and info["selected"] == int(0.8 * info["total"])
+    assert (out / MASK_FILE).is_file()
+
+
+def test_run_with_wagle_scope_and_icu_schedule_reports_every_new_metric(tmp_path, tiny_models):
+    from obliviate import run
+    from tests.conftest import TEST_OVERRIDES
+
+    overrides = [o for o in TEST_OVERRIDES if not o.startswith("schedule.")]
+    result = run(overrides=[*overrides, "scope=wagle", "scope.ratio=0.8", "schedule=icu", "schedule.max_epochs=6",
+                            "schedule.embedder=tfidf"], out=tmp_path / "run", show_progress=False, log=lambda *_: None)
+    unlearned, target = result.rows["unlearned"], result.rows["target"]
+    for key in ("mia_auc_loss", "mia_auc_zlib", "mia_auc_min_k", "mia_auc_min_k++", "mia_auc_gradnorm",
+                "mia_auc_reference", "privleak", "forget_extraction_strength", "forget_exact_memorization",
+                "forget_passages_MA", "forget_passages_EL10", "forget_passages_EL10_all", "retain_passages_ppl"):
+        assert key in unlearned, key
+    assert target["mia_auc_min_k"] > 0.9 and result.rows["retain"]["privleak"] == 0.0
+    assert unlearned["forget_Q_A_Prob"] < target["forget_Q_A_Prob"]
+    info = result.summary["unlearning"]
+    assert info["scope"]["score"] == "wagle" and info["schedule"]["epochs"] >= 1
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "Memorisation and membership inference" in report and "wagle mask" in report

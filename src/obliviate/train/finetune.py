@@ -28,13 +28,53 @@ class FinetuneConfig:
         return asdict(self)
 
 
+def _is_text(record: dict) -> bool:
+    return "question" not in record and "text" in record
+
+
 def encode_records(tokenizer: Any, records: Sequence[dict], max_length: int) -> list[dict]:
     """QA records get the answer-only loss; text records (``text`` and no ``question``) the
     full-sequence loss, so one fine-tuning set may mix both."""
-    return [encode_text(tokenizer, r["text"], max_length=max_length).as_dict()
-            if "question" not in r and "text" in r
+    return [encode_text(tokenizer, r["text"], max_length=max_length).as_dict() if _is_text(r)
             else encode_pair(tokenizer, r["question"], r["answer"], max_length=max_length).as_dict()
             for r in records]
+
+
+class _KindBatchSampler:
+    """Shuffled indices in which each full batch holds one record kind (QA or text).
+
+    Passages are 2-3x longer than QA pairs and a step's cost grows with the padded length, so one
+    passage in a QA batch roughly doubles that step's cost. Each epoch: shuffle each kind, cut it
+    into full batches, pool the leftovers into mixed batches, shuffle the batch order (the one
+    partial batch last). Deterministic for a seed.
+    """
+
+    def __init__(self, kinds: Sequence[bool], batch_size: int, seed: int):
+        import torch
+
+        self.kinds, self.batch_size = list(kinds), batch_size
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return len(self.kinds)
+
+    def __iter__(self):
+        import torch
+
+        order = torch.randperm(len(self.kinds), generator=self.generator).tolist()
+        batches, leftovers, bs = [], [], self.batch_size
+        for kind in (False, True):
+            group = [i for i in order if self.kinds[i] == kind]
+            full = len(group) - len(group) % bs
+            batches += [group[j:j + bs] for j in range(0, full, bs)]
+            leftovers += group[full:]
+        batches += [leftovers[j:j + bs] for j in range(0, len(leftovers), bs)]
+        last = batches.pop() if batches and len(batches[-1]) < bs else None
+        perm = torch.randperm(len(batches), generator=self.generator).tolist()
+        for k in perm:
+            yield from batches[k]
+        if last:
+            yield from last
 
 
 def finetune(model: Any, tokenizer: Any, records: Sequence[dict], config: FinetuneConfig, *,
@@ -48,8 +88,16 @@ def finetune(model: Any, tokenizer: Any, records: Sequence[dict], config: Finetu
         min_lr_rate=config.min_lr_rate, adam_beta2=config.adam_beta2,
         weight_decay=config.weight_decay, warmup_ratio=config.warmup_ratio,
         logging_steps=10 ** 9, show_progress=show_progress)
-    trainer = Trainer(model=model, args=args, train_dataset=encode_records(tokenizer, records, config.max_length),
-                      data_collator=SFTCollator(tokenizer.pad_token_id))
+    kinds = [_is_text(r) for r in records]
+    trainer_class = Trainer
+    if len(set(kinds)) > 1:  # a mixed set: batches of one kind (QA-only training is unchanged)
+        class trainer_class(Trainer):  # noqa: N801
+            def _get_train_sampler(self, *_args, **_kwargs):
+                return _KindBatchSampler(kinds, config.batch_size, seed)
+
+    trainer = trainer_class(model=model, args=args,
+                            train_dataset=encode_records(tokenizer, records, config.max_length),
+                            data_collator=SFTCollator(tokenizer.pad_token_id))
     from obliviate.train.trainer import use_quiet_progress
 
     use_quiet_progress(trainer)
