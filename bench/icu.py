@@ -16,26 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import statistics
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ("forget_passages_EL10", "forget_passages_MA", "retain_passages_ppl", "model_utility")
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def spread(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def main() -> None:
@@ -53,6 +37,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OBLIVIATE_PROGRESS", "0")
     from obliviate.benchmarks import load_benchmark
+    from obliviate.report.figures import machine, spread
     from obliviate.benchmarks.authors import ensure_models
     from obliviate.evaluate.tofu import EvalConfig, evaluate_model
     from obliviate.models.loading import load_model, load_tokenizer
@@ -98,7 +83,7 @@ def main() -> None:
                           for n, a in (("ICU", after_icu), ("GA", after_ga))), flush=True)
 
     result = {"benchmark": f"authors/{args.size}/forget10 passages", "lr": args.lr, "batch_size": args.batch_size,
-              "max_epochs": args.max_epochs, "seeds": args.seeds, "threads": args.threads, "cpu": cpu_name(),
+              "max_epochs": args.max_epochs, "seeds": args.seeds, "threads": args.threads, **machine(),
               "before": {k: before[k] for k in KEYS},
               "after": {name: {k: spread(v) for k, v in values.items()} for name, values in runs.items()},
               "per_seed": runs}

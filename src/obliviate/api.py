@@ -244,6 +244,7 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
     from obliviate.io import atomic_directory, write_json_atomic, write_jsonl_atomic, write_text_atomic
     from obliviate.models.loading import load_model, load_tokenizer
     from obliviate.report import comparison_table, write_report
+    from obliviate.report.tables import PRIVACY_COLUMNS
 
     started = time.perf_counter()
     rec = _as_recipe(recipe, method=method, forget_split=forget_split, overrides=overrides,
@@ -325,5 +326,8 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
         write_report(tmp, rows, summary)
     log("")
     log(comparison_table(rows))
+    if any("mia_auc_min_k" in m or "forget_passages_MA" in m for m in rows.values()):
+        log("")
+        log(comparison_table(rows, PRIVACY_COLUMNS))
     log(f"\nrun folder: {out_path}  (report.md, summary.json, eval/, model/)")
     return RunResult(out_path, rows, summary)
