@@ -5,7 +5,7 @@ On the embedded `authors` benchmark (forget10, default size) the default recipe'
 0.5 / 0.8 / 0.95, and at 0.8 with the four ablation scores (random, magnitude, gradient, SNIP).
 Each configuration runs with several training seeds on the same target model; the script prints
 the median and range of forget quality and model utility, the mask time, and, as a sweep (not a
-tuned benchmark), the same comparison at a second learning rate. Writes bench/results/wagle.json.
+tuned benchmark), dense and the ratios (plus 0.2) at a second learning rate. Writes bench/results/wagle.json.
 
     .venv/bin/python bench/wagle.py [--seeds 0 1 2] [--size default] [--lrs 2e-4 5e-4]
 """
@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = [("dense", {"name": "full"})] + [
     (f"wagle {r}", {"name": "wagle", "ratio": r}) for r in (0.5, 0.8, 0.95)] + [
     (f"{s} 0.8", {"name": "wagle", "ratio": 0.8, "score": s}) for s in ("random", "magnitude", "gradient", "snip")]
+SWEEP = [("wagle 0.2", {"name": "wagle", "ratio": 0.2})]
 
 
 def below_adam_eps_share(model, tokenizer, data, recipe, eps: float = 1e-8) -> float:
@@ -38,13 +39,38 @@ def below_adam_eps_share(model, tokenizer, data, recipe, eps: float = 1e-8) -> f
     return below / sum(g.numel() for g in grads.values())
 
 
+def threshold_scale_check(n_weights: int, n_tensors: int = 100) -> dict[str, float]:
+    """Time the global top-ratio mask on ``n_weights`` random scores (as one model's worth of
+    tensors) against a full sort of the flat vector, which is what the reference code does."""
+    import torch
+
+    from obliviate.scopes.wagle import top_fraction_masks
+
+    gen = torch.Generator().manual_seed(0)
+    scores = {f"t{i}": torch.rand(n_weights // n_tensors, generator=gen) for i in range(n_tensors)}
+    started = time.perf_counter()
+    masks = top_fraction_masks(lambda n: scores[n], {n: s.shape for n, s in scores.items()}, 0.8)
+    ours = time.perf_counter() - started
+    started = time.perf_counter()
+    torch.cat(list(scores.values())).sort()
+    full_sort = time.perf_counter() - started
+    selected = sum(int(m.sum()) for m in masks.values())
+    return {"weights": n_weights, "threshold_seconds": ours, "full_sort_seconds": full_sort,
+            "exact_count": selected == int(0.8 * n_weights)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--size", default="default")
     parser.add_argument("--lrs", type=float, nargs="+", default=[2e-4, 5e-4])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--scale-check", type=int, default=0, metavar="N",
+                        help="only time the mask threshold on N random scores vs a full sort, and exit")
     args = parser.parse_args()
+    if args.scale_check:
+        print(json.dumps(threshold_scale_check(args.scale_check)))
+        return
 
     import torch
 
@@ -77,7 +103,8 @@ def main() -> None:
 
     rows = []
     for lr in args.lrs:
-        configs = CONFIGS if lr == args.lrs[0] else CONFIGS[:4]  # the sweep repeats dense + ratios only
+        # the sweep at other rates: dense and the ratios, down to 0.2 where the mask must bite
+        configs = CONFIGS if lr == args.lrs[0] else CONFIGS[:1] + SWEEP + CONFIGS[1:4]
         for label, scope_section in configs:
             fq, mu, mask_s, unlearn_s = [], [], [], []
             for seed in args.seeds:

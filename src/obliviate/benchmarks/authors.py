@@ -20,7 +20,6 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from obliviate.benchmarks.base import BenchmarkData, BenchmarkSpec, register_benchmark
 from obliviate.data.authors import SIZES, AuthorsConfig, build_authors, forget_retain_split

@@ -66,6 +66,8 @@ class WagleConfig:
             raise ValueError(f"mu must be positive, got {self.mu}")
         if self.batch_size < 1 or self.sample_size < 1:
             raise ValueError("batch_size and sample_size must be positive")
+        if self.mask_path and not Path(self.mask_path).is_file():  # refuse before any heavy work
+            raise ValueError(f"mask_path {self.mask_path}: no such file; compute one with `obliviate mask`")
 
 
 # --- attribution ---------------------------------------------------------------------------------
