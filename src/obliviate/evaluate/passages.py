@@ -1,9 +1,11 @@
 """Verbatim memorisation of passages (text records): memorisation accuracy, extraction likelihood
 and perplexity, the numbers ICU and the KU line of work judge unlearning by.
 
-Per passage: MA over every position (teacher-forced argmax == next token), EL_n in ICU's
-suffix-only form (cuts from the end of the prefix) and, on the forget passages, the original
-all-positions form, and the NLL for perplexity. EOS is not scored by MA/EL.
+Per passage: MA over every position (teacher-forced argmax == next token), the NLL for
+perplexity, and on the forget and holdout passages EL_n in ICU's suffix-only form (cuts from the
+end of the prefix) and, on the forget passages, the original all-positions form. EL needs one
+generation per cut, so it is skipped on the (many) retained passages, where MA and perplexity show
+collateral damage. EOS is not scored by MA/EL.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ import torch
 from obliviate.data.encoding import encode_text, pad_batch
 from obliviate.logprobs import sequence_nll
 from obliviate.memorisation import Target, extraction_likelihoods, memorisation_accuracy, target_from_item
+
+
+EL_ROLES = ("forget", "holdout")
 
 
 def _targets(tokenizer: Any, records: Sequence[Mapping], max_length: int) -> tuple[list[Target], list[list[int]]]:
@@ -59,7 +64,8 @@ def evaluate_passages(model: Any, tokenizer: Any, passages: Mapping[str, Sequenc
             continue
         targets, full = _targets(tokenizer, records, max_length)
         ma = memorisation_accuracy(model, targets, pad, batch_size)
-        el = extraction_likelihoods(model, targets, n=el_n, pad_id=pad, eos_id=eos, batch_size=batch_size)
+        el = (extraction_likelihoods(model, targets, n=el_n, pad_id=pad, eos_id=eos, batch_size=batch_size)
+              if role in EL_ROLES else [math.nan] * len(targets))
         el_all = None
         if role == "forget":
             el_all = extraction_likelihoods(model, [Target(t.input_ids, t.labels, 1) for t in targets], n=el_n,
@@ -67,7 +73,9 @@ def evaluate_passages(model: Any, tokenizer: Any, passages: Mapping[str, Sequenc
         nll = _nll(model, full, pad, batch_size)
         rows = []
         for i, r in enumerate(records):
-            row = {"index": i, "ma": ma[i], f"el{el_n}": _clean(el[i]), "nll": nll[i][0], "n_tokens": nll[i][1]}
+            row = {"index": i, "ma": ma[i], "nll": nll[i][0], "n_tokens": nll[i][1]}
+            if role in EL_ROLES:
+                row[f"el{el_n}"] = _clean(el[i])
             if el_all is not None:
                 row[f"el{el_n}_all"] = _clean(el_all[i])
             if "author" in r:
