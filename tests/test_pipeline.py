@@ -101,3 +101,5 @@ def test_eval_cli_with_saved_retain_results(tmp_path, tiny_models, capsys):
                  str(retain_out), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "forget quality" in out and (retain_out / "items" / "forget.jsonl").is_file()
+    # the saved retain evaluation also serves membership inference: Reference score and privleak
+    assert "privleak" in out and (retain_out / "items" / "holdout.jsonl").is_file()
