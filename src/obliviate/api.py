@@ -76,6 +76,9 @@ def _unlearn_loaded(model: Any, tokenizer: Any, forget: Sequence[dict], retain: 
     if not forget:
         raise DataError("the forget set is empty; give at least one record to unlearn")
     objective, scope, schedule, composition = _build_axes(recipe)
+    if composition.needs_separate_model and not getattr(scope, "separate_model", False):
+        raise ConfigError(f"composition {recipe.composition['name']!r} combines the base with a separately "
+                          f"trained model; use scope: assistant (scope {recipe.scope['name']!r} trains the base)")
     if "retain" in objective.groups() and not retain:
         raise DataError(f"objective {recipe.objective['name']!r} has a retain term "
                         f"(retain_loss={objective.config.retain_loss}); give retain records (--retain) "
@@ -84,7 +87,22 @@ def _unlearn_loaded(model: Any, tokenizer: Any, forget: Sequence[dict], retain: 
     outcome = unlearn_model(model, tokenizer, forget, retain, objective=objective, scope=scope,
                             schedule=schedule, training=recipe.training, seed=recipe.seed,
                             show_progress=show_progress)
+    outcome.composition = composition
     return composition.compose(outcome.model, base), scope, outcome
+
+
+def _base_reference(model: str | os.PathLike) -> str:
+    """How a saved composed model points at its base: an absolute path, or the hub id."""
+    path = Path(model).expanduser()
+    return str(path.resolve()) if path.exists() else str(model)
+
+
+def _save_unlearned(folder: Path, answering: Any, scope: Any, outcome: Any, tokenizer: Any, base: str) -> None:
+    """The trained model or adapter, what a composition needs to be loaded again, the tokenizer."""
+    scope.save(outcome.model, folder, base_path=_base_reference(base))
+    if outcome.composition is not None:
+        outcome.composition.save(answering, folder, _base_reference(base), scope.info)
+    tokenizer.save_pretrained(folder)
 
 
 def unlearn(model: str | os.PathLike, forget: str | os.PathLike | Sequence[dict],
@@ -114,8 +132,7 @@ def unlearn(model: str | os.PathLike, forget: str | os.PathLike | Sequence[dict]
     answering, scope, outcome = _unlearn_loaded(loaded, tokenizer, forget_records, retain_records, rec, show_progress)
     if out_path:
         with atomic_directory(out_path) as tmp:
-            scope.save(outcome.model, tmp)
-            tokenizer.save_pretrained(tmp)
+            _save_unlearned(tmp, answering, scope, outcome, tokenizer, str(model))
             write_text_atomic(tmp / "recipe.yaml", rec.to_yaml())
             write_json_atomic(tmp / "unlearning.json", {"seconds": round(outcome.seconds, 2), **outcome.info})
     return UnlearnResult(answering, tokenizer, out_path, outcome.history, outcome.seconds, outcome.info)
@@ -302,8 +319,7 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
             f"with {rec.method} "
             f"(objective {rec.objective['name']}, scope {rec.scope['name']})")
         answering, scope, outcome = _unlearn_loaded(target, tokenizer, data.forget, data.retain, rec, show_progress)
-        scope.save(outcome.model, tmp / "model")
-        tokenizer.save_pretrained(tmp / "model")
+        _save_unlearned(tmp / "model", answering, scope, outcome, tokenizer, target_path)
         write_jsonl_atomic(tmp / "train_log.jsonl", outcome.history)
         timings["unlearn"] = round(time.perf_counter() - t0, 2)
 

@@ -42,6 +42,17 @@ METHODS: dict[str, Method] = {m.name: m for m in [
            "WAGLE (arXiv 2410.17509)", {"name": "npo"}, scope={"name": "wagle", "ratio": 0.95}),
     Method("icu", "ascent on targets + LM/KL on nearest neighbours, re-checking targets every epoch",
            "ICU (arXiv 2407.20271)", {"name": "icu"}, schedule={"name": "icu"}),
+    Method("uld", "an assistant (first K layers + LoRA r 32) learns the forget set; answer = base - 0.75 x assistant",
+           "ULD (arXiv 2406.08607), paper settings", {"name": "uld", "retain_weight": 6.5},
+           scope={"name": "assistant", "r": 32, "alpha": 32},
+           composition={"name": "logit_diff", "alpha": 0.75, "rho": 0.01}),
+    Method("uld-code", "ULD with the reference code's settings (LoRA r 16, w_r 5, alpha 0.8)",
+           "ULD repository (UCSB-NLP-Chang/ULD)", {"name": "uld", "retain_weight": 5.0},
+           scope={"name": "assistant", "r": 16, "alpha": 32},
+           composition={"name": "logit_diff", "alpha": 0.8, "rho": 0.01}),
+    Method("offset", "NPO + NLL on retain through target + (assistant - frozen assistant) logits",
+           "Offset unlearning (arXiv 2404.11045), ULD repository's version", {"name": "npo"},
+           scope={"name": "offset"}),
 ]}
 
 

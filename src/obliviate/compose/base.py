@@ -9,6 +9,7 @@ fusion (EUL) plug in here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from obliviate.registry import Registry
@@ -17,12 +18,17 @@ from obliviate.registry import Registry
 class Composition:
     name: ClassVar[str]
     Config: ClassVar[type]
+    #: whether the scope must train a model separate from the base (an assistant)
+    needs_separate_model: ClassVar[bool] = False
 
     def __init__(self, config: Any):
         self.config = config
 
     def compose(self, trained: Any, base: Any | None = None) -> Any:
         raise NotImplementedError
+
+    def save(self, composed: Any, folder: Path, base_path: str, scope_info: dict[str, Any]) -> None:
+        """Write what loading the composed model needs, next to what the scope saved."""
 
 
 COMPOSITIONS: Registry[Composition] = Registry("composition")

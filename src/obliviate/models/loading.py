@@ -46,11 +46,17 @@ def load_tokenizer(path: str | os.PathLike, *, trust_remote_code: bool = False) 
 
 
 def load_model(path: str | os.PathLike, *, dtype: str = "float32", trust_remote_code: bool = False) -> Any:
+    """A causal LM from a folder or hub id; a folder with ``composition.json`` (ULD, Offset) loads as
+    the composed model it describes."""
     from transformers import AutoModelForCausalLM
+
+    from obliviate.models.composed_io import is_composed, load_composed
 
     quiet_transformers()
     path = str(path)
     _check_source(path)
+    if Path(path).is_dir() and is_composed(path):
+        return load_composed(path, dtype=dtype, trust_remote_code=trust_remote_code)
     if dtype not in _DTYPES:
         raise ConfigError(f"dtype {dtype!r} is unknown; use one of {', '.join(sorted(_DTYPES))}")
     try:

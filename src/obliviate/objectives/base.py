@@ -135,7 +135,7 @@ class Objective:
         loss = self.config.forget_weight * forget
         logs = {"forget_loss": float(forget.detach()),
                 "forget_nll": float(stats["forget"].mean_nll().detach())}
-        if "retain" in stats:
+        if "retain" in stats and self.config.retain_loss != "none":
             if self.config.retain_loss == "kl":
                 if reference.model_logits is None:
                     raise RuntimeError("the KL retain term needs a reference model")

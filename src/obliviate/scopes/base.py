@@ -67,7 +67,9 @@ class Scope:
             return frozen(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         return logits
 
-    def save(self, model: Any, folder: Path) -> None:
+    def save(self, model: Any, folder: Path, *, base_path: str | None = None) -> None:
+        """Save what was trained; ``base_path`` is where the base model came from (for scopes whose
+        saved model needs the base to be rebuilt)."""
         model.save_pretrained(folder, safe_serialization=True)
 
     def trainable_parameters(self, model: Any) -> int:

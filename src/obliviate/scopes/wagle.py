@@ -334,7 +334,7 @@ class WagleScope(FullScope):
     def callbacks(self) -> list[Any]:
         return [GradientMaskCallback(self.masks)] if self.masks is not None else []
 
-    def save(self, model: Any, folder: Path) -> None:
+    def save(self, model: Any, folder: Path, *, base_path: str | None = None) -> None:
         super().save(model, folder)
         if self.masks is not None:
             save_masks(self.masks, Path(folder) / MASK_FILE, {k: v for k, v in self.info.items() if k != "per_layer"})

@@ -48,6 +48,7 @@ class UnlearnOutcome:
     seconds: float
     trainable_parameters: int
     info: dict[str, Any] = field(default_factory=dict)  # what scope, schedule and pairing recorded
+    composition: Any = None  # set by the caller that composes the answering model
 
 
 def pair_neighbours(forget: Sequence[dict], retain: Sequence[dict], embedder_kind: str) -> tuple[list[dict], str]:
@@ -71,6 +72,11 @@ def unlearn_model(model: Any, tokenizer: Any, forget: Sequence[dict], retain: Se
     started = time.perf_counter()
     cfg = objective.config
     info: dict[str, Any] = {}
+    if getattr(cfg, "augment", False):
+        from obliviate.data.augment import augment_forget, augment_retain
+
+        forget, retain = augment_forget(forget), augment_retain(forget, retain)
+        info["augmented"] = {"forget": len(forget), "retain": len(retain)}
     neighbours = None
     if "neighbour" in objective.extra_groups:
         neighbours, embedder_name = pair_neighbours(forget, retain, getattr(cfg, "embedder", "auto"))
@@ -89,6 +95,9 @@ def unlearn_model(model: Any, tokenizer: Any, forget: Sequence[dict], retain: Se
     if scope.needs_data:
         paired = PairedDataset(forget_items, retain_items, seed=seed).paired_retain()
         scope_data = ScopeData([it["forget"] for it in forget_items], paired, tokenizer.pad_token_id, seed)
+    from transformers import set_seed
+
+    set_seed(seed)  # a scope may initialise weights (LoRA, an assistant): same seed, same run
     model = scope.prepare(model, scope_data)
     schedule.prepare(ScheduleContext(tokenizer, forget_targets(tokenizer, forget, forget_items,
                                                                max_length=training.max_length), seed))
