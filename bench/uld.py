@@ -60,6 +60,38 @@ def train_once(payload: dict) -> dict:
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+def assistant_diagnostics(assistant, base, tokenizer, data) -> dict[str, float]:
+    """How well the assistant alone knows forget vs retain answers, and how large the base's and
+    the assistant's top-1 margins are on the forget answers: subtracting α·assistant can only
+    overturn the base's answer where α times the assistant's margin exceeds the base's."""
+    import numpy as np
+    import torch
+
+    from obliviate.data.encoding import encode_pair, pad_batch
+    from obliviate.evaluate.scoring import score_pairs
+    from obliviate.logprobs import IGNORE_INDEX
+
+    def prob(model, records):
+        pairs = [(r["question"], r["answer"]) for r in records]
+        return float(np.mean([np.exp(-s.avg_nll) for s in score_pairs(model, tokenizer, pairs, show_progress=False)]))
+
+    def margin(model, records):
+        batch = pad_batch([encode_pair(tokenizer, r["question"], r["answer"]).as_dict() for r in records],
+                          tokenizer.pad_token_id)
+        with torch.no_grad():
+            logits = model.eval()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+        labels = batch["labels"][:, 1:]
+        mask = labels != IGNORE_INDEX
+        gold = logits.gather(-1, labels.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+        other = logits.masked_fill(torch.nn.functional.one_hot(labels.clamp_min(0), logits.shape[-1]).bool(),
+                                   float("-inf")).max(-1).values
+        return float((gold - other)[mask].mean())
+
+    retain = data.retain[:200]
+    return {"assistant_forget_prob": prob(assistant, data.forget), "assistant_retain_prob": prob(assistant, retain),
+            "base_forget_margin": margin(base, data.forget), "assistant_forget_margin": margin(assistant, data.forget)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -124,8 +156,10 @@ def main() -> None:
               f"trainable {trainable:,}  {r['seconds_per_epoch']:.2f} s/epoch  peak RSS {r['peak_rss_mb']:.0f} MB",
               flush=True)
 
-    alpha_sweep = []
     assistant, base = kept_assistant
+    learned = assistant_diagnostics(assistant, base, tokenizer, data)
+    print("what the ULD assistant learned: " + "  ".join(f"{k} {v:.3f}" for k, v in learned.items()), flush=True)
+    alpha_sweep = []
     for alpha in (0.0, 0.25, 0.5, 0.75, 1.0, 1.5):
         composed = COMPOSITIONS.build({"name": "logit_diff", "alpha": alpha, "rho": 0.01}).compose(assistant, base)
         m = evaluate(composed, retain).summary["metrics"]
@@ -144,7 +178,7 @@ def main() -> None:
 
     result = {"benchmark": f"authors/{args.size}/forget10", "seeds": args.seeds, "uld_lr": args.uld_lr,
               "threads": args.threads, **machine(), "target": {k: target[k] for k in KEYS}, "methods": rows,
-              "alpha_sweep": alpha_sweep, "layer_sweep": layer_sweep}
+              "assistant_learned": learned, "alpha_sweep": alpha_sweep, "layer_sweep": layer_sweep}
     out = ROOT / "bench" / "results" / "uld.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -105,3 +105,19 @@ def test_composed_model_save_load_round_trip_gives_identical_logits(method, tmp_
     shutil.rmtree(base)
     with pytest.raises(ConfigError, match="missing"):
         load_model(out)
+
+
+def test_offset_run_unlearns_through_the_combined_logits_and_eval_reads_the_folder(tmp_path, tiny_models, capsys):
+    from obliviate import run
+    from obliviate.cli import main
+    from tests.conftest import TEST_OVERRIDES
+
+    result = run(method="offset", overrides=[*TEST_OVERRIDES, "scope.weight=1.0"], out=tmp_path / "offset",
+                 show_progress=False, log=lambda *_: None)
+    target, unlearned = result.rows["target"], result.rows["unlearned"]
+    assert unlearned["forget_Q_A_Prob"] < 0.75 * target["forget_Q_A_Prob"]
+    info = result.summary["unlearning"]["scope"]
+    assert info["assistant"]["layers"] == 1 and result.summary["trainable_parameters"] == info["assistant_parameters"]
+    # `obliviate eval` loads the saved composed model from its folder like any model
+    assert main(["eval", "--model", str(tmp_path / "offset" / "model"), "--size", "test", "--quiet"]) == 0
+    assert "forget prob" in capsys.readouterr().out

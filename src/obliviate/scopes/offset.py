@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import torch
 
+from obliviate.errors import ConfigError
 from obliviate.scopes.base import SCOPES, Scope, ScopeData
 
 
@@ -64,7 +65,10 @@ class OffsetScope(Scope):
         self.info = {"assistant": saved, "weight": w,
                      "assistant_parameters": sum(p.numel() for p in trained.parameters())}
         self._trained = trained
-        return ComposedCausalLM(model, [(trained, w), (reference, -w)], rho=None, normalize=False)
+        try:
+            return ComposedCausalLM(model, [(trained, w), (reference, -w)], rho=None, normalize=False)
+        except ValueError as exc:  # e.g. an assistant with another vocabulary
+            raise ConfigError(f"scope offset: {exc}") from None
 
     def reference_logits(self, model: Any) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
         # The frozen target is the reference: no copy needed.
