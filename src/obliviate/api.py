@@ -138,6 +138,86 @@ def unlearn(model: str | os.PathLike, forget: str | os.PathLike | Sequence[dict]
     return UnlearnResult(answering, tokenizer, out_path, outcome.history, outcome.seconds, outcome.info)
 
 
+@dataclass
+class FinetuneResult:
+    out: Path
+    seconds: float
+    n_records: int
+
+
+def finetune(model: str | os.PathLike, data: str | os.PathLike | Sequence[dict], *, out: str | os.PathLike,
+             lora: bool = False, lora_r: int = 8, lora_alpha: float = 16,
+             lora_targets: str | Sequence[str] | None = None, epochs: float = 3,
+             learning_rate: float | None = None, batch_size: int = 8, max_length: int = 512, seed: int = 0,
+             show_progress: bool = True) -> FinetuneResult:
+    """Fine-tune the model at ``model`` (a folder or hub id) on ``data`` (QA or text records, or
+    anything :func:`obliviate.data.load_records` reads) and save it to the new folder ``out``.
+
+    Full weights, or with ``lora`` a LoRA adapter (only the adapter is saved) on ``lora_targets``
+    (default ``"all-linear"``: every linear layer but the output head). ``learning_rate`` defaults
+    to 1e-5 (full) or 1e-4 (LoRA); see :class:`obliviate.train.finetune.UserFinetuneConfig`. The
+    folder holds the model (safetensors), its tokenizer and ``finetune.json``.
+    """
+    from obliviate.data import load_records
+    from obliviate.io import atomic_directory, write_json_atomic
+    from obliviate.models.loading import load_model, load_tokenizer
+    from obliviate.train.finetune import finetune as finetune_model
+    from obliviate.train.finetune import user_finetune_config
+
+    config = user_finetune_config(lora=lora, learning_rate=learning_rate, epochs=epochs,
+                                  batch_size=batch_size, max_length=max_length)
+    targets: str | list[str] = "all-linear"
+    if lora:
+        if isinstance(lora_r, bool) or not isinstance(lora_r, int) or lora_r < 1:
+            raise ConfigError(f"LoRA rank must be an integer >= 1, got {lora_r!r}")
+        if isinstance(lora_alpha, bool) or not isinstance(lora_alpha, (int, float)) or not lora_alpha > 0:
+            raise ConfigError(f"LoRA alpha must be a number > 0, got {lora_alpha!r}")
+        if lora_targets is not None:
+            names = [lora_targets] if isinstance(lora_targets, str) else [str(t) for t in lora_targets]
+            if not names or not all(n.strip() for n in names):
+                raise ConfigError("LoRA targets are empty; name module names (e.g. q_proj v_proj) or all-linear")
+            targets = names[0] if names == ["all-linear"] else names
+    out_path = Path(out)
+    _check_new_folder(out_path)
+    records = load_records(data) if isinstance(data, (str, os.PathLike)) else list(data)
+    if not records:
+        raise DataError(f"{data if isinstance(data, (str, os.PathLike)) else 'data'}: no records to "
+                        "fine-tune on; give at least one QA or text record")
+    tokenizer = load_tokenizer(model)
+    loaded = load_model(model)
+    if lora:
+        from peft import LoraConfig, get_peft_model
+        from transformers import set_seed
+
+        set_seed(seed)  # the adapter's initialisation
+        try:
+            loaded = get_peft_model(loaded, LoraConfig(task_type="CAUSAL_LM", r=lora_r, lora_alpha=lora_alpha,
+                                                       target_modules=targets))
+        except ValueError as exc:
+            raise ConfigError(f"LoRA targets {targets!r} do not fit model {model} "
+                              f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+    started = time.perf_counter()
+    trained = finetune_model(loaded, tokenizer, records, config, seed=seed, show_progress=show_progress)
+    seconds = time.perf_counter() - started
+    base = _base_reference(model)
+    data_ref = _base_reference(data) if isinstance(data, (str, os.PathLike)) else None  # path or dataset id
+    with atomic_directory(out_path) as tmp:
+        if lora:
+            trained.peft_config["default"].base_model_name_or_path = base
+        trained.save_pretrained(tmp)  # safetensors; a peft model saves only its adapter
+        tokenizer.save_pretrained(tmp)
+        write_json_atomic(tmp / "finetune.json", {
+            "base_model": base,
+            "data": data_ref,
+            "n_records": len(records),
+            "n_text_records": sum("question" not in r and "text" in r for r in records),
+            "mode": "lora" if lora else "full",
+            "lora": {"r": lora_r, "alpha": lora_alpha, "target_modules": targets} if lora else None,
+            "settings": config.as_dict(), "seed": seed, "seconds": round(seconds, 2),
+            "finished": _dt.datetime.now().isoformat(timespec="seconds"), "versions": _versions()})
+    return FinetuneResult(out_path, seconds, len(records))
+
+
 def evaluate(model: str | os.PathLike | Any, *, benchmark: str = "authors", forget_split: str = "forget10",
              size: str = "default", seed: int = 0, source: str | None = None, tokenizer: Any = None,
              retain_model: str | os.PathLike | None = None, retain_results: str | os.PathLike | None = None,
@@ -179,6 +259,50 @@ def evaluate(model: str | os.PathLike | Any, *, benchmark: str = "authors", forg
         with atomic_directory(Path(out)) as tmp:
             save_eval_result(result, tmp)
     return result
+
+
+def compose_extsub(expert: str | os.PathLike, anti_expert: str | os.PathLike, *, out: str | os.PathLike,
+                   alpha: float = 1.0, op: str = "ext-sub", merge: bool = False, base: str | None = None,
+                   rank: int | None = None) -> dict[str, Any]:
+    """Ext-Sub on two PEFT adapters: subtract only the anti-expert's deficiency (the part orthogonal
+    to what it shares with the expert) from the expert. ``merge`` writes a full model (the base
+    from ``base`` or the expert's ``base_model_name_or_path``); otherwise an adapter, exact
+    (rank = in_features) or SVD-truncated to ``rank`` with its approximation error reported.
+    Returns what was done, also written to ``extsub.json`` in ``out``."""
+    import json
+
+    from obliviate.compose.extsub import combine_adapters, merge_into_model, save_ia3, save_lora
+    from obliviate.io import atomic_directory, write_json_atomic
+    from obliviate.models.loading import load_model, load_tokenizer
+
+    out_path = Path(out)
+    _check_new_folder(out_path)
+    for folder, what in ((expert, "--expert"), (anti_expert, "--anti-expert")):
+        if not (Path(folder) / "adapter_config.json").is_file():
+            raise ConfigError(f"{what} {folder}: no adapter_config.json; give a saved PEFT adapter folder")
+    if rank is not None and rank < 1:
+        raise ConfigError(f"--rank must be at least 1, got {rank}")
+    deltas = combine_adapters(expert, anti_expert, alpha=alpha, op=op)
+    config = json.loads((Path(expert) / "adapter_config.json").read_text(encoding="utf-8"))
+    is_ia3 = str(config.get("peft_type", "")).upper() == "IA3"
+    info: dict[str, Any] = {"expert": str(expert), "anti_expert": str(anti_expert), "alpha": alpha, "op": op,
+                            "modules": len(deltas), "output": "merged model" if merge else "adapter"}
+    with atomic_directory(out_path) as tmp:
+        if merge:
+            base_path = base or config.get("base_model_name_or_path")
+            if not base_path:
+                raise ConfigError("--merge needs the base model: give --base (the adapter names none)")
+            model = merge_into_model(load_model(base_path), deltas, ia3=is_ia3)
+            model.save_pretrained(tmp, safe_serialization=True)
+            load_tokenizer(base_path).save_pretrained(tmp)
+            info["base"] = str(base_path)
+        elif is_ia3:
+            save_ia3(deltas, expert, tmp)
+        else:
+            info["rank"] = rank or "exact (in_features)"
+            info["report"] = save_lora(deltas, expert, tmp, rank=rank)
+        write_json_atomic(tmp / "extsub.json", info)
+    return info
 
 
 def compute_mask(model: str | os.PathLike, forget: str | os.PathLike | Sequence[dict],

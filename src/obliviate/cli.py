@@ -64,13 +64,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=32)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    p = sub.add_parser("finetune", help="build (or find cached) embedded target and retain models",
-                       description="Train the embedded benchmark's tiny target model (all authors) and retain "
-                       "model (all but the forget split) and cache them; prints their folders. Cache: "
-                       "$OBLIVIATE_CACHE, else $XDG_CACHE_HOME/obliviate, else ~/.cache/obliviate.", epilog=EPILOG)
-    p.add_argument("--forget-split", default="forget10")
-    p.add_argument("--size", default="default", help="default, small or test")
+    p = sub.add_parser("finetune", help="fine-tune a model on your data, or build the embedded models",
+                       description="With --model: fine-tune MODEL (full weights, or a LoRA adapter with --lora) on "
+                       "--data (QA or text records) and save it, its tokenizer and finetune.json to --out. "
+                       "Defaults: 3 epochs, linear schedule, learning rate 1e-5 (1e-4 with --lora), batch 8, no "
+                       "weight decay. Without --model: train the embedded benchmark's tiny target model (all "
+                       "authors) and retain model (all but the forget split) and cache them; prints their folders. "
+                       "Cache: $OBLIVIATE_CACHE, else $XDG_CACHE_HOME/obliviate, else ~/.cache/obliviate.",
+                       epilog=EPILOG)
+    p.add_argument("--forget-split", default="forget10", help="embedded mode: forget split of the retain model")
+    p.add_argument("--size", default="default", help="embedded mode: default, small or test")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", help="model folder or hub id to fine-tune (selects the own-model mode)")
+    p.add_argument("--data", help="training records: JSONL/JSON/CSV/Parquet file, folder or dataset id")
+    p.add_argument("--out", help="folder to create for the fine-tuned model or adapter")
+    p.add_argument("--lora", action="store_true", help="train and save a LoRA adapter instead of full weights")
+    p.add_argument("--lora-r", type=int, default=8, help="LoRA rank (default 8)")
+    p.add_argument("--lora-alpha", type=int, default=16, help="LoRA alpha (default 16)")
+    p.add_argument("--lora-targets", nargs="+", metavar="MODULE",
+                   help="module names to adapt (default all-linear: every linear layer but the output head)")
+    p.add_argument("--epochs", type=float, default=3, help="default 3")
+    p.add_argument("--learning-rate", type=float, help="peak rate, linear decay (default 1e-5, 1e-4 with --lora)")
+    p.add_argument("--batch-size", type=int, default=8, help="default 8")
+    p.add_argument("--max-length", type=int, default=512, help="tokens per record (default 512)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("mask", help="compute a WAGLE weight mask and save it (safetensors)",
@@ -88,6 +104,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="mask file to create (.safetensors)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value (repeatable)")
+
+    p = sub.add_parser("compose", help="combine trained adapters (Ext-Sub)",
+                       description="Module arithmetic on trained adapters.", epilog=EPILOG)
+    compose = p.add_subparsers(dest="compose_command", metavar="OPERATION")
+    p = compose.add_parser("extsub", help="expert minus the anti-expert's deficiency (Ext-Sub)",
+                           description="Ext-Sub (arXiv 2308.08090) on two PEFT adapters with the same config: per "
+                           "output row, keep what the anti-expert shares with the expert and subtract only the "
+                           "orthogonal remainder. Writes an adapter (exact, or --rank N by SVD) or, with --merge, "
+                           "a full model.", epilog=EPILOG)
+    p.add_argument("--expert", required=True, help="adapter trained on good data")
+    p.add_argument("--anti-expert", required=True, help="adapter trained on deficient data (same PEFT config)")
+    p.add_argument("--alpha", type=float, default=1.0, help="weight of the subtracted part (default 1.0)")
+    p.add_argument("--op", default="ext-sub", help="ext-sub (default), subtraction or addition")
+    p.add_argument("--merge", action="store_true", help="write a full model with the result merged into the base")
+    p.add_argument("--base", help="base model for --merge (default: the expert's base_model_name_or_path)")
+    p.add_argument("--rank", type=int, help="SVD-truncate the result to this LoRA rank (default: exact)")
+    p.add_argument("--out", required=True, help="folder to create")
 
     sub.add_parser("methods", help="list methods and the components of each axis",
                    description="List method presets and the objectives, scopes, schedules and compositions "
@@ -167,9 +200,37 @@ def _dispatch(args: argparse.Namespace) -> int:
                                    overrides=overrides)
         print(f"mask saved to {args.out}: {summary['selected']:,} of {summary['total']:,} weights "
               f"({summary['fraction']:.4f}) trainable, score {summary['score']}, {summary['mask_seconds']:.1f} s")
+    elif args.command == "compose":
+        from obliviate import api
+
+        if args.compose_command != "extsub":
+            print("obliviate compose: choose an operation: extsub", file=sys.stderr)
+            return 2
+        info = api.compose_extsub(args.expert, args.anti_expert, out=args.out, alpha=args.alpha, op=args.op,
+                                  merge=args.merge, base=args.base, rank=args.rank)
+        print(f"{args.op} of {info['modules']} modules written to {args.out} ({info['output']})")
+    elif args.command == "finetune" and args.model:
+        from obliviate import api
+        from obliviate.errors import ConfigError
+
+        missing = [flag for flag, value in (("--data", args.data), ("--out", args.out)) if not value]
+        if missing:
+            raise ConfigError(f"finetune --model needs {' and '.join(missing)}")
+        result = api.finetune(args.model, args.data, out=args.out, lora=args.lora, lora_r=args.lora_r,
+                              lora_alpha=args.lora_alpha, lora_targets=args.lora_targets, epochs=args.epochs,
+                              learning_rate=args.learning_rate, batch_size=args.batch_size,
+                              max_length=args.max_length, seed=args.seed, show_progress=not quiet)
+        print(f"fine-tuned {'adapter' if args.lora else 'model'} saved to {result.out} "
+              f"({result.n_records} records, {result.seconds:.1f} s)")
     elif args.command == "finetune":
         from obliviate.benchmarks.authors import ensure_models
+        from obliviate.errors import ConfigError
 
+        given = [flag for flag, value in (("--data", args.data), ("--out", args.out), ("--lora", args.lora))
+                 if value]
+        if given:
+            raise ConfigError(f"finetune {' '.join(given)} needs --model (without it, finetune builds the "
+                              "embedded benchmark's models)")
         models = ensure_models(args.forget_split, args.size, args.seed, show_progress=not quiet)
         print(f"target: {models.target}\nretain: {models.retain}")
     return 0

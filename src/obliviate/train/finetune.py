@@ -4,7 +4,7 @@ are made."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 from obliviate.data.encoding import SFTCollator, encode_pair, encode_text
 from obliviate.train.args import training_arguments
@@ -23,9 +23,61 @@ class FinetuneConfig:
     weight_decay: float = 0.0
     warmup_ratio: float = 0.03
     max_length: int = 128
+    # A class attribute, not a field: as_dict() is part of the embedded models' cache key.
+    scheduler: ClassVar[str] = "cosine_with_min_lr"
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+#: Peak learning rates of :class:`UserFinetuneConfig` when none is given.
+FULL_LEARNING_RATE = 1e-5
+LORA_LEARNING_RATE = 1e-4
+
+
+@dataclass(frozen=True)
+class UserFinetuneConfig:
+    """Fine-tuning a user's own model (``obliviate finetune --model``): paper-like defaults.
+
+    As in TOFU's fine-tuning of its target models: AdamW with a linear schedule, peak rate 1e-5 for
+    full weights (1e-4 for a LoRA adapter: :func:`user_finetune_config`), a few epochs, no weight
+    decay and no warm-up. :class:`FinetuneConfig`'s high rates suit only the tiny embedded models.
+    """
+
+    epochs: float = 3
+    learning_rate: float = FULL_LEARNING_RATE
+    batch_size: int = 8
+    max_length: int = 512
+    scheduler: str = "linear"
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.0
+    adam_beta2: float = 0.999
+    min_lr_rate: float = 0.0  # used only by the cosine_with_min_lr scheduler
+
+    def __post_init__(self) -> None:
+        from obliviate.errors import ConfigError
+
+        for name in ("epochs", "learning_rate"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+                raise ConfigError(f"fine-tuning {name.replace('_', ' ')} must be a number > 0, got {value!r}")
+        for name in ("batch_size", "max_length"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"fine-tuning {name.replace('_', ' ')} must be an integer >= 1, got {value!r}")
+        if not (self.weight_decay >= 0 and self.warmup_ratio >= 0):
+            raise ConfigError("fine-tuning weight decay and warm-up ratio must be >= 0")
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def user_finetune_config(*, lora: bool = False, learning_rate: float | None = None,
+                         **kwargs: Any) -> UserFinetuneConfig:
+    """:class:`UserFinetuneConfig` with the LoRA or full-weight default rate unless one is given."""
+    if learning_rate is None:
+        learning_rate = LORA_LEARNING_RATE if lora else FULL_LEARNING_RATE
+    return UserFinetuneConfig(learning_rate=learning_rate, **kwargs)
 
 
 def _is_text(record: dict) -> bool:
@@ -77,14 +129,15 @@ class _KindBatchSampler:
             yield from last
 
 
-def finetune(model: Any, tokenizer: Any, records: Sequence[dict], config: FinetuneConfig, *,
-             seed: int = 0, show_progress: bool = True) -> Any:
-    """Fine-tune ``model`` on ``records`` in place and return it."""
+def finetune(model: Any, tokenizer: Any, records: Sequence[dict],
+             config: FinetuneConfig | UserFinetuneConfig, *, seed: int = 0, show_progress: bool = True) -> Any:
+    """Fine-tune ``model`` (full weights, or a peft model's adapter) on ``records`` in place and
+    return it."""
     from transformers import Trainer
 
     args = training_arguments(
         output_dir=None, epochs=config.epochs, learning_rate=config.learning_rate,
-        batch_size=config.batch_size, seed=seed, scheduler="cosine_with_min_lr",
+        batch_size=config.batch_size, seed=seed, scheduler=config.scheduler,
         min_lr_rate=config.min_lr_rate, adam_beta2=config.adam_beta2,
         weight_decay=config.weight_decay, warmup_ratio=config.warmup_ratio,
         logging_steps=10 ** 9, show_progress=show_progress)
