@@ -79,6 +79,15 @@ def _unlearning_section(info: Mapping[str, Any]) -> list[str]:
         lines.append(f"- scope: {scope.get('score')} mask, {scope['selected']:,} of {scope['total']:,} weights "
                      f"trainable ({scope['fraction']:.4f}), computed in {scope.get('mask_seconds', 0):.2f} s; "
                      "per layer: " + ", ".join(f"{k} {v:.3f}" for k, v in (scope.get("per_layer") or {}).items()))
+    assistant = scope.get("assistant") or {}
+    if assistant.get("layers") is not None or assistant.get("path"):
+        made = (f"the target's first {assistant['layers']} of {assistant.get('base_layers', '?')} layers"
+                if assistant.get("layers") is not None else assistant["path"])
+        lines.append(f"- scope: an assistant made from {made}, {scope.get('assistant_parameters', 0):,} parameters"
+                     + (f", offset weight {scope['weight']}" if "weight" in scope else ""))
+    if info.get("augmented"):
+        lines.append(f"- data augmented to {info['augmented']['forget']} forget and {info['augmented']['retain']} "
+                     "retain records (paraphrases; wrong answers to forget questions)")
     if schedule.get("epochs") is not None:
         cap = " — **the epoch cap ended training**" if schedule.get("cap_hit") else ""
         lines.append(f"- schedule: {schedule['epochs']} epochs, stopped because {schedule.get('stop_reason')}{cap}; "
