@@ -38,6 +38,8 @@ def main() -> None:
     parser.add_argument("--size", default="default")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
+    from obliviate.report.figures import machine
+
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / "cache"
         cold_s, cold = timed_run(cache, Path(tmp) / "cold", args.size, args.threads)
@@ -45,10 +47,11 @@ def main() -> None:
     m = warm["metrics"]
     result = {
         "size": args.size, "threads": args.threads or "torch default", "cpu_count": os.cpu_count(),
-        "machine": platform.machine(), "cold_s": round(cold_s, 1), "warm_s": round(warm_s, 1),
+        "machine": platform.machine(), **machine(), "seed": 0, "cold_s": round(cold_s, 1), "warm_s": round(warm_s, 1),
         "cold_stages_s": cold["timings"], "warm_stages_s": warm["timings"],
         "metrics": {role: {k: m[role].get(k) for k in ("forget_quality", "model_utility", "forget_Q_A_Prob",
-                                                       "forget_Truth_Ratio")} for role in m},
+                                                       "forget_Truth_Ratio", "mia_auc_min_k", "privleak",
+                                                       "forget_passages_EL10")} for role in m},
     }
     print(f"obliviate run, size {args.size}: cold cache {cold_s:.1f} s, warm cache {warm_s:.1f} s")
     for role, row in result["metrics"].items():

@@ -91,6 +91,15 @@ def _unlearn_loaded(model: Any, tokenizer: Any, forget: Sequence[dict], retain: 
     return composition.compose(outcome.model, base), scope, outcome
 
 
+def _records(source: str | os.PathLike | Sequence[dict] | None) -> list[dict]:
+    """Records given as a list, or anything :func:`obliviate.data.load_records` reads."""
+    from obliviate.data import load_records
+
+    if source is None:
+        return []
+    return load_records(source) if isinstance(source, (str, os.PathLike)) else list(source)
+
+
 def _base_reference(model: str | os.PathLike) -> str:
     """How a saved composed model points at its base: an absolute path, or the hub id."""
     path = Path(model).expanduser()
@@ -113,7 +122,6 @@ def unlearn(model: str | os.PathLike, forget: str | os.PathLike | Sequence[dict]
 
     ``forget``/``retain`` are record lists or anything :func:`obliviate.data.load_records` reads.
     """
-    from obliviate.data import load_records
     from obliviate.io import atomic_directory, write_json_atomic, write_text_atomic
     from obliviate.models.loading import load_model, load_tokenizer
 
@@ -123,9 +131,7 @@ def unlearn(model: str | os.PathLike, forget: str | os.PathLike | Sequence[dict]
     out_path = Path(out) if out else None
     if out_path:
         _check_new_folder(out_path)
-    forget_records = load_records(forget) if isinstance(forget, (str, os.PathLike)) else list(forget)
-    retain_records = ([] if retain is None else load_records(retain)
-                      if isinstance(retain, (str, os.PathLike)) else list(retain))
+    forget_records, retain_records = _records(forget), _records(retain)
     _set_threads(rec.threads)
     tokenizer = load_tokenizer(model, trust_remote_code=rec.model.trust_remote_code)
     loaded = load_model(model, dtype=rec.model.dtype, trust_remote_code=rec.model.trust_remote_code)
@@ -158,7 +164,6 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Sequence[dict],
     to 1e-5 (full) or 1e-4 (LoRA); see :class:`obliviate.train.finetune.UserFinetuneConfig`. The
     folder holds the model (safetensors), its tokenizer and ``finetune.json``.
     """
-    from obliviate.data import load_records
     from obliviate.io import atomic_directory, write_json_atomic
     from obliviate.models.loading import load_model, load_tokenizer
     from obliviate.train.finetune import finetune as finetune_model
@@ -179,7 +184,7 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Sequence[dict],
             targets = names[0] if names == ["all-linear"] else names
     out_path = Path(out)
     _check_new_folder(out_path)
-    records = load_records(data) if isinstance(data, (str, os.PathLike)) else list(data)
+    records = _records(data)
     if not records:
         raise DataError(f"{data if isinstance(data, (str, os.PathLike)) else 'data'}: no records to "
                         "fine-tune on; give at least one QA or text record")
@@ -315,12 +320,10 @@ def compute_mask(model: str | os.PathLike, forget: str | os.PathLike | Sequence[
     The scope options come from the recipe's ``scope`` section (``--set scope.ratio=0.8``…); the
     forget labels from its objective (``forget_tokens``), as an unlearning run would use them.
     """
-    from obliviate.data import load_records
     from obliviate.models.loading import load_model, load_tokenizer
     from obliviate.registry import make_config
-    from obliviate.scopes.base import ScopeData
     from obliviate.scopes.wagle import WagleConfig, compute_masks, mask_summary, save_masks
-    from obliviate.train.data import PairedDataset, encode_forget, encode_record
+    from obliviate.train.data import encode_forget, encode_record, scope_data
 
     rec = _as_recipe(recipe if recipe is not None else {}, overrides=overrides)
     options = {k: v for k, v in rec.scope.items() if k != "name"}
@@ -332,9 +335,7 @@ def compute_mask(model: str | os.PathLike, forget: str | os.PathLike | Sequence[
     out_path = Path(out)
     if out_path.exists():
         raise ConfigError(f"{out_path}: already exists; choose another --out or remove it")
-    forget_records = load_records(forget) if isinstance(forget, (str, os.PathLike)) else list(forget)
-    retain_records = ([] if retain is None else load_records(retain)
-                      if isinstance(retain, (str, os.PathLike)) else list(retain))
+    forget_records, retain_records = _records(forget), _records(retain)
     if not forget_records:
         raise DataError("the forget set is empty; give at least one record to attribute")
     _set_threads(rec.threads)
@@ -344,10 +345,9 @@ def compute_mask(model: str | os.PathLike, forget: str | os.PathLike | Sequence[
     items = encode_forget(tokenizer, forget_records, forget_tokens=forget_tokens,
                           max_length=rec.training.max_length, with_idk=False, seed=rec.seed)
     retain_items = [encode_record(tokenizer, r, max_length=rec.training.max_length) for r in retain_records]
-    paired = PairedDataset(items, retain_items, seed=rec.seed).paired_retain()
     started = time.perf_counter()
-    masks = compute_masks(loaded, ScopeData([it["forget"] for it in items], paired, tokenizer.pad_token_id,
-                                            rec.seed), config, seed=rec.seed)
+    masks = compute_masks(loaded, scope_data(items, retain_items, tokenizer.pad_token_id, rec.seed), config,
+                          seed=rec.seed)
     summary = {"score": config.score, "ratio": config.ratio, "mu": config.mu, "source": str(model),
                "mask_seconds": round(time.perf_counter() - started, 3), **mask_summary(masks)}
     save_masks(masks, out_path, {k: v for k, v in summary.items() if k != "per_layer"})
@@ -385,7 +385,7 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
     from obliviate.io import atomic_directory, write_json_atomic, write_jsonl_atomic, write_text_atomic
     from obliviate.models.loading import load_model, load_tokenizer
     from obliviate.report import comparison_table, write_report
-    from obliviate.report.tables import PRIVACY_COLUMNS
+    from obliviate.report.tables import privacy_table
 
     started = time.perf_counter()
     rec = _as_recipe(recipe, method=method, forget_split=forget_split, overrides=overrides,
@@ -466,8 +466,8 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
         write_report(tmp, rows, summary)
     log("")
     log(comparison_table(rows))
-    if any("mia_auc_min_k" in m or "forget_passages_MA" in m for m in rows.values()):
-        log("")
-        log(comparison_table(rows, PRIVACY_COLUMNS))
+    privacy = privacy_table(rows)
+    if privacy:
+        log(f"\n{privacy}")
     log(f"\nrun folder: {out_path}  (report.md, summary.json, eval/, model/)")
     return RunResult(out_path, rows, summary)

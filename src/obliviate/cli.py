@@ -181,12 +181,12 @@ def _dispatch(args: argparse.Namespace) -> int:
                               seed=args.seed, source=args.source, retain_model=args.retain_model,
                               retain_results=args.retain_results, out=args.out, batch_size=args.batch_size,
                               max_new_tokens=args.max_new_tokens, show_progress=not quiet)
-        from obliviate.report.tables import PRIVACY_COLUMNS
+        from obliviate.report.tables import privacy_table
 
         print(comparison_table({"model": result.summary["metrics"]}))
-        if any(k in result.summary["metrics"] for k, _, _ in PRIVACY_COLUMNS):
-            print()
-            print(comparison_table({"model": result.summary["metrics"]}, PRIVACY_COLUMNS))
+        privacy = privacy_table({"model": result.summary["metrics"]})
+        if privacy:
+            print(f"\n{privacy}")
         if args.out:
             print(f"results written to {args.out}")
     elif args.command == "mask":

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import torch
 
-from obliviate.data.encoding import pad_batch
+from obliviate.data.encoding import encode_text, pad_batch
 from obliviate.logprobs import token_correct
 from obliviate.metrics.extraction import el_cuts, extraction_likelihood
 
@@ -115,3 +115,17 @@ def target_from_item(input_ids: Sequence[int], labels: Sequence[int], first_cut:
     if eos_id is not None and ids and ids[-1] == eos_id:
         ids, labs = ids[:-1], labs[:-1]
     return Target(ids, labs, first_cut)
+
+
+def text_target(tokenizer: Any, record: dict, *, max_length: int) -> tuple[Target, list[int], str]:
+    """A passage (``text``, or ``prefix`` + ``suffix``) as a target cut at the end of its prefix, or
+    at its middle token when it has none. Returns the target, the encoded ids (with EOS, as trained)
+    and the reference continuation text."""
+    text = record.get("text") or record.get("prefix", "") + record.get("suffix", "")
+    prefix = record.get("prefix") if record.get("suffix") is not None else None
+    enc = encode_text(tokenizer, text, max_length=max_length, prefix_chars=len(prefix) if prefix else None)
+    eos = tokenizer.eos_token_id
+    content = len(enc.input_ids) - (1 if eos is not None and enc.input_ids[-1] == eos else 0)
+    cut = enc.prefix_tokens if prefix else max(1, content // 2)
+    reference = record["suffix"] if prefix else tokenizer.decode(enc.input_ids[cut:content], skip_special_tokens=True)
+    return target_from_item(enc.input_ids, enc.labels, cut, eos), enc.input_ids, reference

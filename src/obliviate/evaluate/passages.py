@@ -16,29 +16,17 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from obliviate.data.encoding import encode_text, pad_batch
-from obliviate.logprobs import sequence_nll
-from obliviate.memorisation import Target, extraction_likelihoods, memorisation_accuracy, target_from_item
-
+from obliviate.data.encoding import pad_batch
+from obliviate.logprobs import IGNORE_INDEX, sequence_nll, token_correct
+from obliviate.memorisation import Target, extraction_likelihoods, text_target
 
 EL_ROLES = ("forget", "holdout")
 
 
-def _targets(tokenizer: Any, records: Sequence[Mapping], max_length: int) -> tuple[list[Target], list[list[int]]]:
-    targets, full = [], []
-    for r in records:
-        text = r.get("text") or r.get("prefix", "") + r.get("suffix", "")
-        prefix = r.get("prefix") if r.get("suffix") is not None else None
-        enc = encode_text(tokenizer, text, max_length=max_length, prefix_chars=len(prefix) if prefix else None)
-        content = len(enc.input_ids) - (1 if enc.input_ids[-1] == tokenizer.eos_token_id else 0)
-        cut = enc.prefix_tokens if prefix else max(1, content // 2)
-        targets.append(target_from_item(enc.input_ids, enc.labels, cut, tokenizer.eos_token_id))
-        full.append(enc.input_ids)
-    return targets, full
-
-
 @torch.no_grad()
-def _nll(model: Any, sequences: list[list[int]], pad_id: int, batch_size: int) -> list[tuple[float, int]]:
+def _teacher_forced(model: Any, sequences: list[list[int]], eos_id: int | None, pad_id: int,
+                    batch_size: int) -> list[tuple[float, float, int]]:
+    """One pass per batch: MA (final EOS not scored), summed NLL and token count (EOS included)."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -46,9 +34,16 @@ def _nll(model: Any, sequences: list[list[int]], pad_id: int, batch_size: int) -
     for start in range(0, len(sequences), batch_size):
         chunk = sequences[start:start + batch_size]
         batch = pad_batch([{"input_ids": s, "labels": s} for s in chunk], pad_id)
+        labels = batch["labels"].to(device)
         logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
-        sums, counts = sequence_nll(logits, batch["labels"].to(device))
-        out.extend(zip(sums.tolist(), counts.tolist()))
+        sums, counts = sequence_nll(logits, labels)
+        content = labels.clone()
+        for row, s in enumerate(chunk):
+            if eos_id is not None and s[-1] == eos_id:
+                content[row, len(s) - 1] = IGNORE_INDEX
+        correct, mask = token_correct(logits, content)
+        ma = (correct.sum(-1) / mask.sum(-1).clamp_min(1)).tolist()
+        out.extend(zip(ma, sums.tolist(), counts.tolist()))
     model.train(was_training)
     return out
 
@@ -62,15 +57,20 @@ def evaluate_passages(model: Any, tokenizer: Any, passages: Mapping[str, Sequenc
     for role, records in passages.items():
         if not records:
             continue
-        targets, full = _targets(tokenizer, records, max_length)
-        ma = memorisation_accuracy(model, targets, pad, batch_size)
+        targets, full = [], []
+        for r in records:
+            target, ids, _ = text_target(tokenizer, r, max_length=max_length)
+            targets.append(target)
+            full.append(ids)
+        forced = _teacher_forced(model, full, eos, pad, batch_size)
+        ma = [m for m, _, _ in forced]
         el = (extraction_likelihoods(model, targets, n=el_n, pad_id=pad, eos_id=eos, batch_size=batch_size)
               if role in EL_ROLES else [math.nan] * len(targets))
         el_all = None
         if role == "forget":
             el_all = extraction_likelihoods(model, [Target(t.input_ids, t.labels, 1) for t in targets], n=el_n,
                                             pad_id=pad, eos_id=eos, batch_size=batch_size)
-        nll = _nll(model, full, pad, batch_size)
+        nll = [(total, count) for _, total, count in forced]
         rows = []
         for i, r in enumerate(records):
             row = {"index": i, "ma": ma[i], "nll": nll[i][0], "n_tokens": nll[i][1]}

@@ -56,3 +56,10 @@ def comparison_table(rows: Mapping[str, Mapping[str, float]],
         if n == 0:
             out.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     return "\n".join(out)
+
+
+def privacy_table(rows: Mapping[str, Mapping[str, float]]) -> str:
+    """The memorisation / membership-inference table, or "" when no model has any of its numbers."""
+    if not any(k in m for m in rows.values() for k, _, _ in PRIVACY_COLUMNS):
+        return ""
+    return comparison_table(rows, PRIVACY_COLUMNS)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from obliviate.io import write_text_atomic
-from obliviate.report.tables import PRIVACY_COLUMNS, TABLE_COLUMNS, comparison_table
+from obliviate.report.tables import PRIVACY_COLUMNS, TABLE_COLUMNS, comparison_table, privacy_table
 
 
 def plot_quality_utility(rows: Mapping[str, Mapping[str, float]], path: Path) -> Path | None:
@@ -57,8 +57,9 @@ def write_report(folder: Path, rows: Mapping[str, Mapping[str, float]], info: Ma
         "A successful unlearning run moves forget quality towards the retain model's (1.0) while "
         "keeping model utility close to the target's.",
     ]
-    if any(k in m for m in rows.values() for k, _, _ in PRIVACY_COLUMNS):
-        parts += ["", "## Memorisation and membership inference", "", comparison_table(rows, PRIVACY_COLUMNS), "",
+    privacy = privacy_table(rows)
+    if privacy:
+        parts += ["", "## Memorisation and membership inference", "", privacy, "",
                   "\n".join(f"- **{title}**: {meaning}" for k, title, meaning in PRIVACY_COLUMNS
                             if any(k in m for m in rows.values()))]
     parts += _unlearning_section(info.get("unlearning") or {})

@@ -18,8 +18,9 @@ import torch
 from obliviate.data.encoding import encode_pair, encode_text, pad_batch
 from obliviate.errors import ConfigError
 from obliviate.logprobs import IGNORE_INDEX, sequence_nll
-from obliviate.memorisation import target_from_item
+from obliviate.memorisation import target_from_item, text_target
 from obliviate.schedules.base import ForgetTarget
+from obliviate.scopes.base import ScopeData
 
 
 def idk_answers() -> list[str]:
@@ -82,17 +83,13 @@ def forget_targets(tokenizer: Any, records: Sequence[dict], items: Sequence[dict
     for record, item in zip(records, items):
         ids, labels = item["forget"]["input_ids"], item["forget"]["labels"]
         if is_text_record(record):
-            prefix = record.get("prefix") if record.get("suffix") is not None else None
-            enc = encode_text(tokenizer, record_text(record), max_length=max_length,
-                              prefix_chars=len(prefix) if prefix else None)
-            content = len(ids) - (1 if eos is not None and ids and ids[-1] == eos else 0)
-            cut = enc.prefix_tokens if prefix else max(1, content // 2)
-            reference = record["suffix"] if prefix else tokenizer.decode(ids[cut:content], skip_special_tokens=True)
-        else:
-            cut = next((i for i, lab in enumerate(encode_pair(
-                tokenizer, record["question"], record["answer"], max_length=max_length).labels)
-                if lab != IGNORE_INDEX), len(ids))
-            reference = record["answer"]
+            target, _, reference = text_target(tokenizer, record, max_length=max_length)
+            targets.append(ForgetTarget(target.input_ids[:target.first_cut], reference, target))
+            continue
+        cut = next((i for i, lab in enumerate(encode_pair(
+            tokenizer, record["question"], record["answer"], max_length=max_length).labels)
+            if lab != IGNORE_INDEX), len(ids))
+        reference = record["answer"]
         targets.append(ForgetTarget(list(ids[:cut]), reference, target_from_item(ids, labels, cut, eos)))
     return targets
 
@@ -122,6 +119,13 @@ class PairedDataset(torch.utils.data.Dataset):
             item["retain"] = self.retain_items[self._order[self._served % len(self._order)]]
             self._served += 1
         return item
+
+
+def scope_data(forget_items: list[dict], retain_items: list[dict], pad_id: int, seed: int) -> ScopeData:
+    """What a scope may look at before training (WAGLE's attribution): the forget groups and the
+    retain item the first epoch pairs with each of them."""
+    paired = PairedDataset(forget_items, retain_items, seed=seed).paired_retain()
+    return ScopeData([it["forget"] for it in forget_items], paired, pad_id, seed)
 
 
 class PairedCollator:

@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Sequence
 
-from obliviate.data.encoding import SFTCollator, encode_pair, encode_text
+from obliviate.data.encoding import SFTCollator
 from obliviate.train.args import training_arguments
+from obliviate.train.data import encode_record, is_text_record
 
 
 @dataclass(frozen=True)
@@ -80,16 +81,10 @@ def user_finetune_config(*, lora: bool = False, learning_rate: float | None = No
     return UserFinetuneConfig(learning_rate=learning_rate, **kwargs)
 
 
-def _is_text(record: dict) -> bool:
-    return "question" not in record and "text" in record
-
-
 def encode_records(tokenizer: Any, records: Sequence[dict], max_length: int) -> list[dict]:
-    """QA records get the answer-only loss; text records (``text`` and no ``question``) the
-    full-sequence loss, so one fine-tuning set may mix both."""
-    return [encode_text(tokenizer, r["text"], max_length=max_length).as_dict() if _is_text(r)
-            else encode_pair(tokenizer, r["question"], r["answer"], max_length=max_length).as_dict()
-            for r in records]
+    """QA records get the answer-only loss; text records (no ``question``) the full-sequence loss,
+    so one fine-tuning set may mix both. The same encoding as unlearning."""
+    return [encode_record(tokenizer, r, max_length=max_length) for r in records]
 
 
 class _KindBatchSampler:
@@ -141,7 +136,7 @@ def finetune(model: Any, tokenizer: Any, records: Sequence[dict],
         min_lr_rate=config.min_lr_rate, adam_beta2=config.adam_beta2,
         weight_decay=config.weight_decay, warmup_ratio=config.warmup_ratio,
         logging_steps=10 ** 9, show_progress=show_progress)
-    kinds = [_is_text(r) for r in records]
+    kinds = [is_text_record(r) for r in records]
     trainer_class = Trainer
     if len(set(kinds)) > 1:  # a mixed set: batches of one kind (QA-only training is unchanged)
         class trainer_class(Trainer):  # noqa: N801

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 from obliviate.objectives.base import Objective, Reference
 from obliviate.schedules.base import Schedule, ScheduleContext
-from obliviate.scopes.base import Scope, ScopeData
+from obliviate.scopes.base import Scope
 from obliviate.train.args import training_arguments
 from obliviate.train.data import (
     PairedCollator,
@@ -19,6 +19,7 @@ from obliviate.train.data import (
     encode_record,
     forget_targets,
     record_text,
+    scope_data,
 )
 
 
@@ -91,14 +92,11 @@ def unlearn_model(model: Any, tokenizer: Any, forget: Sequence[dict], retain: Se
         attach_reference_logps(model, forget_items, objective.reference_logps, tokenizer.pad_token_id)
 
     dataset = PairedDataset(forget_items, retain_items if "retain" in objective.groups() else [], seed=seed)
-    scope_data = None
-    if scope.needs_data:
-        paired = PairedDataset(forget_items, retain_items, seed=seed).paired_retain()
-        scope_data = ScopeData([it["forget"] for it in forget_items], paired, tokenizer.pad_token_id, seed)
     from transformers import set_seed
 
     set_seed(seed)  # a scope may initialise weights (LoRA, an assistant): same seed, same run
-    model = scope.prepare(model, scope_data)
+    model = scope.prepare(model, scope_data(forget_items, retain_items, tokenizer.pad_token_id, seed)
+                          if scope.needs_data else None)
     schedule.prepare(ScheduleContext(tokenizer, forget_targets(tokenizer, forget, forget_items,
                                                                max_length=training.max_length), seed))
     reference = Reference(model_logits=scope.reference_logits(model) if objective.needs_reference_model else None)
