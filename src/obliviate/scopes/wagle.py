@@ -32,7 +32,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal
+from typing import Any, Callable, Literal
 
 import torch
 from transformers import TrainerCallback
@@ -143,8 +143,8 @@ def top_fraction_masks(score: Callable[[str], torch.Tensor], shapes: dict[str, t
         return {n: torch.ones(shapes[n], dtype=torch.bool) for n in names}
     if k <= 0:
         return {n: torch.zeros(shapes[n], dtype=torch.bool) for n in names}
-    threshold = _threshold(score, names, sizes, k, sample_size, seed)
-    masks, ties_left = {}, k - sum(int((score(n) > threshold).sum()) for n in names)
+    threshold, n_greater = _threshold(score, names, sizes, k, sample_size, seed)
+    masks, ties_left = {}, k - n_greater
     for n in names:
         s = score(n).cpu()
         mask = s > threshold
@@ -156,12 +156,13 @@ def top_fraction_masks(score: Callable[[str], torch.Tensor], shapes: dict[str, t
     return masks
 
 
-def _threshold(score, names, sizes, k, sample_size, seed) -> float:
-    """The value t with #(s > t) ≤ k ≤ #(s ≥ t): the k-th largest score."""
+def _threshold(score, names, sizes, k, sample_size, seed) -> tuple[float, int]:
+    """The k-th largest score t (so #(s > t) ≤ k ≤ #(s ≥ t)) and #(s > t)."""
     total = sum(sizes)
     if total <= sample_size:  # small enough to take exactly
         flat = torch.cat([score(n).flatten().cpu() for n in names])
-        return float(torch.topk(flat, k).values[-1])
+        t = torch.topk(flat, k).values[-1]
+        return float(t), int((flat > t).sum())
     gen = torch.Generator().manual_seed(seed)
     sample = []
     for n, size in zip(names, sizes):
@@ -186,7 +187,10 @@ def _threshold(score, names, sizes, k, sample_size, seed) -> float:
         inside_t = torch.cat(inside)
         if above <= k <= above + inside_t.numel():
             need = k - above
-            return hi if need == 0 else float(torch.topk(inside_t, need).values[-1])
+            if need == 0:
+                return hi, above
+            t = torch.topk(inside_t, need).values[-1]
+            return float(t), above + int((inside_t > t).sum())
         if margin >= 1.0:
             raise RuntimeError("could not bracket the mask threshold; this is a bug")
         margin = min(1.0, margin * 4)
@@ -208,7 +212,7 @@ class GradientMaskCallback(TrainerCallback):
         self._saved: list[torch.Tensor] | None = None
 
     def bind(self, model: Any) -> None:
-        params = dict(_named_parameters(model))
+        params = dict(model.named_parameters())
         self._bound = [(params[n], m.to(params[n].device)) for n, m in self.masks.items()]
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
@@ -228,10 +232,6 @@ class GradientMaskCallback(TrainerCallback):
                 for (p, m), frozen in zip(self._bound, self._saved):
                     p[~m] = frozen
             self._saved = None
-
-
-def _named_parameters(model: Any) -> Iterable[tuple[str, torch.nn.Parameter]]:
-    return model.named_parameters()
 
 
 def save_masks(masks: dict[str, torch.Tensor], path: str | Path, info: dict[str, Any]) -> Path:
@@ -259,7 +259,7 @@ def load_masks(path: str | Path, model: Any) -> dict[str, torch.Tensor]:
         masks = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise ConfigError(f"scope.mask_path {path}: not a safetensors mask file ({exc})") from None
-    params = dict(_named_parameters(model))
+    params = dict(model.named_parameters())
     for name, mask in masks.items():
         if name not in params:
             raise ConfigError(f"scope.mask_path {path}: mask {name!r} matches no parameter of the model; "
