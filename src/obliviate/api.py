@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from obliviate.errors import ConfigError, DataError
+from obliviate.errors import ConfigError, DataError, ObliviateError
 from obliviate.recipe import Recipe, load_recipe, resolve_recipe
 
 Log = Callable[[str], None]
@@ -106,23 +106,33 @@ def _base_reference(model: str | os.PathLike) -> str:
     return str(path.resolve()) if path.exists() else str(model)
 
 
-def _save_unlearned(folder: Path, answering: Any, scope: Any, outcome: Any, tokenizer: Any, base: str) -> None:
-    """The trained model or adapter, what a composition needs to be loaded again, the tokenizer."""
+def _save_unlearned(folder: Path, answering: Any, scope: Any, outcome: Any, tokenizer: Any, base: str,
+                    request: dict[str, Any]) -> None:
+    """The trained model or adapter, what a composition needs to be loaded again, the tokenizer,
+    and the request ledger: the base's requests plus this one."""
+    from obliviate.ledger import read_ledger, write_ledger
+
     scope.save(outcome.model, folder, base_path=_base_reference(base))
     if outcome.composition is not None:
         outcome.composition.save(answering, folder, _base_reference(base), scope.info)
     tokenizer.save_pretrained(folder)
+    inherited = read_ledger(base) if Path(base).expanduser().is_dir() else []
+    write_ledger(folder, [*inherited, request])
 
 
 def unlearn(model: str | os.PathLike, forget: str | os.PathLike | Sequence[dict],
             retain: str | os.PathLike | Sequence[dict] | None = None, *, method: str | None = None,
             recipe: Recipe | str | os.PathLike | dict | None = None, overrides: Sequence[str] = (),
-            out: str | os.PathLike | None = None, show_progress: bool = True) -> UnlearnResult:
+            out: str | os.PathLike | None = None, request_id: str | None = None,
+            show_progress: bool = True) -> UnlearnResult:
     """Unlearn ``forget`` from the model at ``model`` (a folder or hub id) and save it to ``out``.
 
     ``forget``/``retain`` are record lists or anything :func:`obliviate.data.load_records` reads.
+    The saved folder's ``requests.json`` lists the requests it honours: the model's own (when it
+    has a ledger) and this one (``request_id``, default ``req-`` + the forget set's hash).
     """
     from obliviate.io import atomic_directory, write_json_atomic, write_text_atomic
+    from obliviate.ledger import new_request
     from obliviate.models.loading import load_model, load_tokenizer
 
     # Without a recipe, a user's own model gets the method's paper defaults, not the embedded
@@ -138,7 +148,9 @@ def unlearn(model: str | os.PathLike, forget: str | os.PathLike | Sequence[dict]
     answering, scope, outcome = _unlearn_loaded(loaded, tokenizer, forget_records, retain_records, rec, show_progress)
     if out_path:
         with atomic_directory(out_path) as tmp:
-            _save_unlearned(tmp, answering, scope, outcome, tokenizer, str(model))
+            source = {"path": _base_reference(forget)} if isinstance(forget, (str, os.PathLike)) else None
+            request = new_request(forget_records, method=rec.method, source=source, request_id=request_id)
+            _save_unlearned(tmp, answering, scope, outcome, tokenizer, str(model), request)
             write_text_atomic(tmp / "recipe.yaml", rec.to_yaml())
             write_json_atomic(tmp / "unlearning.json", {"seconds": round(outcome.seconds, 2), **outcome.info})
     return UnlearnResult(answering, tokenizer, out_path, outcome.history, outcome.seconds, outcome.info)
@@ -310,6 +322,71 @@ def compose_extsub(expert: str | os.PathLike, anti_expert: str | os.PathLike, *,
     return info
 
 
+def compose_fuse(adapters: Sequence[str | os.PathLike], *, out: str | os.PathLike, ridge: float = 1e-3) -> dict[str, Any]:
+    """Fuse the EUL adapters of several runs (one per deletion request) into one, in closed form
+    from the Gram matrices each run stored (no data needed); ``out`` honours every request the
+    adapters did (their ledgers united). See :mod:`obliviate.compose.fuse`."""
+    from obliviate.compose.fuse import fuse_folders
+
+    _check_new_folder(Path(out))
+    return fuse_folders(list(adapters), out, ridge=ridge)
+
+
+def _request_records(entry: dict[str, Any]) -> tuple[list[dict] | None, str]:
+    """A ledger entry's forget records from its recorded source, checked against its hash."""
+    from obliviate.benchmarks import load_benchmark
+    from obliviate.data import load_records
+    from obliviate.ledger import forget_set_hash
+
+    source = entry.get("source") or {}
+    try:
+        if "path" in source:
+            records = load_records(source["path"])
+        elif "benchmark" in source:
+            options = {k: source[k] for k in ("size", "seed", "task") if k in source}
+            records = load_benchmark(source["benchmark"], source["forget_split"], **options).forget
+            if "authors" in source:
+                wanted = set(source["authors"])
+                records = [r for r in records if r.get("author") in wanted]
+        else:
+            return None, "no source recorded"
+    except (ObliviateError, OSError) as exc:
+        return None, f"source unavailable ({exc})"
+    if forget_set_hash(records) != entry["forget_sha256"]:
+        return None, "the source's records changed since (hash differs)"
+    return records, "ok"
+
+
+def check_requests(model: str | os.PathLike, *, retain_model: str | os.PathLike | None = None,
+                   batch_size: int = 64, max_new_tokens: int = 32, show_progress: bool = True) -> list[dict[str, Any]]:
+    """Re-evaluate every deletion request a saved model's ledger lists: forget probability,
+    ROUGE-L and truth ratio on each request's forget set (reloaded from its recorded source and
+    checked against its hash) and, with ``retain_model``, forget quality. One row per request."""
+    from obliviate.evaluate.tofu import EvalConfig, evaluate_model
+    from obliviate.ledger import read_ledger
+    from obliviate.models.loading import load_model, load_tokenizer
+
+    entries = read_ledger(model)
+    if not entries:
+        raise ConfigError(f"{model}: no requests.json; the model records no deletion requests")
+    config = EvalConfig(batch_size=batch_size, max_new_tokens=max_new_tokens, mia=False, passages=False)
+    loaded, tokenizer = load_model(model), load_tokenizer(model)
+    retain = (load_model(retain_model), load_tokenizer(retain_model)) if retain_model else None
+    rows = []
+    for entry in entries:
+        row = {k: entry.get(k) for k in ("id", "method", "date", "n_records")}
+        records, status = _request_records(entry)
+        row["status"] = status
+        if records is not None:
+            retain_eval = (evaluate_model(*retain, {"forget": records}, config=config, show_progress=show_progress)
+                           if retain else None)
+            result = evaluate_model(loaded, tokenizer, {"forget": records}, config=config, retain_result=retain_eval,
+                                    show_progress=show_progress)
+            row["metrics"] = result.summary["metrics"]
+        rows.append(row)
+    return rows
+
+
 def compute_mask(model: str | os.PathLike, forget: str | os.PathLike | Sequence[dict],
                  retain: str | os.PathLike | Sequence[dict] | None = None, *, out: str | os.PathLike,
                  recipe: Recipe | str | os.PathLike | dict | None = None, overrides: Sequence[str] = (),
@@ -383,6 +460,7 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
     from obliviate.evaluate.results import save_eval_result
     from obliviate.evaluate.tofu import evaluate_model
     from obliviate.io import atomic_directory, write_json_atomic, write_jsonl_atomic, write_text_atomic
+    from obliviate.ledger import new_request
     from obliviate.models.loading import load_model, load_tokenizer
     from obliviate.report import comparison_table, write_report
     from obliviate.report.tables import privacy_table
@@ -443,7 +521,10 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
             f"with {rec.method} "
             f"(objective {rec.objective['name']}, scope {rec.scope['name']})")
         answering, scope, outcome = _unlearn_loaded(target, tokenizer, data.forget, data.retain, rec, show_progress)
-        _save_unlearned(tmp / "model", answering, scope, outcome, tokenizer, target_path)
+        source = {"benchmark": bench.name, "forget_split": bench.forget_split, "size": bench.size,
+                  "seed": rec.seed, "task": bench.task}
+        _save_unlearned(tmp / "model", answering, scope, outcome, tokenizer, target_path,
+                        new_request(data.forget, method=rec.method, source=source))
         write_jsonl_atomic(tmp / "train_log.jsonl", outcome.history)
         timings["unlearn"] = round(time.perf_counter() - t0, 2)
 

@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retain", help="retain records (same formats); needed by objectives with a retain term")
     p.add_argument("--recipe", help="recipe YAML for objective/scope/schedule/training (default: embedded default)")
     p.add_argument("--out", required=True, help="folder to create for the unlearned model")
+    p.add_argument("--request-id", help="id of this deletion request in the model's requests.json "
+                   "(default: req- + the forget set's hash)")
     _add_recipe_options(p)
 
     p = sub.add_parser("eval", help="evaluate a model on a benchmark (TOFU-style metrics)",
@@ -62,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="folder to write summary.json and items/<split>.jsonl into")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--requests", action="store_true",
+                   help="instead of a benchmark, re-check every deletion request in MODEL's requests.json on its "
+                        "own forget set (forget quality with --retain-model)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("finetune", help="fine-tune a model on your data, or build the embedded models",
@@ -105,9 +110,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value (repeatable)")
 
-    p = sub.add_parser("compose", help="combine trained adapters (Ext-Sub)",
+    p = sub.add_parser("compose", help="combine trained adapters (Ext-Sub, EUL fusion)",
                        description="Module arithmetic on trained adapters.", epilog=EPILOG)
     compose = p.add_subparsers(dest="compose_command", metavar="OPERATION")
+    p = compose.add_parser("fuse", help="fuse EUL adapters of several deletion requests into one",
+                           description="Closed-form fusion (EUL, arXiv 2310.20150) of the unlearning adapters of "
+                           "several runs (scope: eul), from the Gram matrices each run stored: no data, no "
+                           "training. The result honours every request of its parts (requests.json).",
+                           epilog=EPILOG)
+    p.add_argument("adapters", nargs="+", metavar="RUN", help="run folders (or their model/) with scope eul")
+    p.add_argument("--ridge", type=float, default=1e-3,
+                   help="ridge, relative to the mean Gram diagonal, pulling unseen directions to the mean (1e-3)")
+    p.add_argument("--out", required=True, help="folder to create")
     p = compose.add_parser("extsub", help="expert minus the anti-expert's deficiency (Ext-Sub)",
                            description="Ext-Sub (arXiv 2308.08090) on two PEFT adapters with the same config: per "
                            "output row, keep what the anti-expert shares with the expert and subtract only the "
@@ -171,8 +185,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         from obliviate import api
 
         result = api.unlearn(args.model, args.forget, args.retain, method=args.method, recipe=args.recipe,
-                             overrides=args.overrides, out=args.out, show_progress=not quiet)
+                             overrides=args.overrides, out=args.out, request_id=args.request_id,
+                             show_progress=not quiet)
         print(f"unlearned model saved to {result.out} ({result.seconds:.1f} s)")
+    elif args.command == "eval" and args.requests:
+        from obliviate import api
+        from obliviate.report.tables import requests_table
+
+        rows = api.check_requests(args.model, retain_model=args.retain_model, batch_size=args.batch_size,
+                                  max_new_tokens=args.max_new_tokens, show_progress=not quiet)
+        print(requests_table(rows))
     elif args.command == "eval":
         from obliviate import api
         from obliviate.report import comparison_table
@@ -203,8 +225,13 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command == "compose":
         from obliviate import api
 
+        if args.compose_command == "fuse":
+            info = api.compose_fuse(args.adapters, out=args.out, ridge=args.ridge)
+            print(f"fused {info['adapters']} adapters ({info['modules']} modules, {info['requests']} requests) "
+                  f"into {args.out}")
+            return 0
         if args.compose_command != "extsub":
-            print("obliviate compose: choose an operation: extsub", file=sys.stderr)
+            print("obliviate compose: choose an operation: extsub or fuse", file=sys.stderr)
             return 2
         info = api.compose_extsub(args.expert, args.anti_expert, out=args.out, alpha=args.alpha, op=args.op,
                                   merge=args.merge, base=args.base, rank=args.rank)

@@ -50,6 +50,9 @@ METHODS: dict[str, Method] = {m.name: m for m in [
            "ULD repository (UCSB-NLP-Chang/ULD)", {"name": "uld", "retain_weight": 5.0},
            scope={"name": "assistant", "r": 16, "alpha": 32},
            composition={"name": "logit_diff", "alpha": 0.8, "rho": 0.01}),
+    Method("eul", "bottleneck adapters after every FFN; KL to the teacher + NLL on retain epochs, bounded "
+           "-KL - 0.2 NLL on forget epochs", "EUL (arXiv 2310.20150), paper weights",
+           {"name": "eul"}, scope={"name": "eul"}, schedule={"name": "alternating"}),
     Method("offset", "NPO + NLL on retain through target + (assistant - frozen assistant) logits",
            "Offset unlearning (arXiv 2404.11045), ULD repository's version", {"name": "npo"},
            scope={"name": "offset"}),

@@ -47,9 +47,10 @@ def load_tokenizer(path: str | os.PathLike, *, trust_remote_code: bool = False) 
 
 def load_model(path: str | os.PathLike, *, dtype: str = "float32", trust_remote_code: bool = False) -> Any:
     """A causal LM from a folder or hub id; a folder with ``composition.json`` (ULD, Offset) loads as
-    the composed model it describes."""
+    the composed model it describes, one with ``eul_adapter.json`` as its base with the adapters."""
     from transformers import AutoModelForCausalLM
 
+    from obliviate.models.bottleneck import is_adapter_folder, load_adapter_folder
     from obliviate.models.composed_io import is_composed, load_composed
 
     quiet_transformers()
@@ -57,6 +58,8 @@ def load_model(path: str | os.PathLike, *, dtype: str = "float32", trust_remote_
     _check_source(path)
     if Path(path).is_dir() and is_composed(path):
         return load_composed(path, dtype=dtype, trust_remote_code=trust_remote_code)
+    if Path(path).is_dir() and is_adapter_folder(path):
+        return load_adapter_folder(path, dtype=dtype, trust_remote_code=trust_remote_code)
     if dtype not in _DTYPES:
         raise ConfigError(f"dtype {dtype!r} is unknown; use one of {', '.join(sorted(_DTYPES))}")
     try:

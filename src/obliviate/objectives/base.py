@@ -88,16 +88,20 @@ def forward_groups(model: Any, batch: dict[str, Any], groups: list[str]) -> dict
     return out
 
 
+def token_kl(stats: GroupStats, ref_logits: torch.Tensor) -> torch.Tensor:
+    """KL(reference ‖ model) at each answer position (``[batch, length - 1]``, 0 off the answer)."""
+    logp = F.log_softmax(stats.logits[:, :-1].float(), -1)
+    ref_logp = F.log_softmax(ref_logits[:, :-1].float(), -1)
+    return F.kl_div(logp, ref_logp, reduction="none", log_target=True).sum(-1) * stats.mask
+
+
 def kl_to_reference(stats: GroupStats, ref_logits: torch.Tensor) -> torch.Tensor:
     """KL(reference ‖ model) per answer token, averaged over answer tokens.
 
     open-unlearning averages over every position of the flattened batch, padding and prompt
     included; we average over the answer tokens the retain term is about.
     """
-    logp = F.log_softmax(stats.logits[:, :-1].float(), -1)
-    ref_logp = F.log_softmax(ref_logits[:, :-1].float(), -1)
-    kl = F.kl_div(logp, ref_logp, reduction="none", log_target=True).sum(-1)
-    return (kl * stats.mask).sum() / stats.mask.sum().clamp_min(1)
+    return token_kl(stats, ref_logits).sum() / stats.mask.sum().clamp_min(1)
 
 
 class Objective:
@@ -130,11 +134,15 @@ class Objective:
         return 0.0, {}
 
     def __call__(self, model: Any, batch: dict[str, Any], reference: Reference) -> tuple[torch.Tensor, dict[str, float]]:
-        stats = forward_groups(model, batch, self.groups())
-        forget = self.forget_term(stats, batch)
-        loss = self.config.forget_weight * forget
-        logs = {"forget_loss": float(forget.detach()),
-                "forget_nll": float(stats["forget"].mean_nll().detach())}
+        # A schedule may serve batches of one role only (EUL's alternating epochs): each term
+        # applies to the groups the batch has.
+        stats = forward_groups(model, batch, [g for g in self.groups() if g in batch])
+        loss, logs = torch.zeros((), device=next(iter(stats.values())).logits.device), {}
+        if "forget" in stats:
+            forget = self.forget_term(stats, batch)
+            loss = self.config.forget_weight * forget
+            logs = {"forget_loss": float(forget.detach()),
+                    "forget_nll": float(stats["forget"].mean_nll().detach())}
         if "retain" in stats and self.config.retain_loss != "none":
             if self.config.retain_loss == "kl":
                 if reference.model_logits is None:
@@ -144,6 +152,8 @@ class Objective:
                 retain = stats["retain"].mean_nll()
             loss = loss + self.config.retain_weight * retain
             logs["retain_loss"] = float(retain.detach())
+        if "forget" not in stats:
+            return loss, logs
         extra, extra_logs = self.extra_terms(stats, batch, reference)
         return loss + extra, {**logs, **extra_logs}
 

@@ -63,3 +63,15 @@ def privacy_table(rows: Mapping[str, Mapping[str, float]]) -> str:
     if not any(k in m for m in rows.values() for k, _, _ in PRIVACY_COLUMNS):
         return ""
     return comparison_table(rows, PRIVACY_COLUMNS)
+
+
+def requests_table(rows: list[dict]) -> str:
+    """One line per deletion request of a ledger: its forget-set metrics, or why there are none."""
+    keyed = {}
+    for row in rows:
+        label = f"{row['id']} ({row.get('method')}, {row.get('n_records')} records)"
+        keyed[label] = row.get("metrics") or {}
+    columns = [c for c in TABLE_COLUMNS if c[0].startswith("forget")]
+    table = comparison_table(keyed, columns)
+    missing = [f"{row['id']}: {row['status']}" for row in rows if row.get("status") != "ok"]
+    return table + ("\n" + "\n".join(missing) if missing else "")

@@ -1,5 +1,6 @@
 """Schedules set the training length and may change what is trained on while training runs
 (ICU's per-sample re-check, EUL's alternating epochs); ``epochs`` is the plain fixed schedule.
+A schedule may also compose the batches itself (:meth:`Schedule.train_batches`).
 
 Before the trainer is built, :meth:`Schedule.prepare` receives a :class:`ScheduleContext` (the
 tokenizer and, per forget item, what to prompt with and what it must stop producing). A schedule
@@ -51,6 +52,15 @@ class Schedule:
 
     def train_sampler(self) -> Any | None:
         """A sampler over forget-item indices that replaces the Trainer's random sampler, or None."""
+        return None
+
+    def train_batches(self, forget_items: list[dict], retain_items: list[dict],
+                      batch_size: int) -> tuple[Any, Any] | None:
+        """A ``(dataset, batch sampler)`` that replaces the paired forget/retain dataset, or None.
+
+        ``forget_items`` are the encoded forget examples (``{"forget": ..., ...}``), ``retain_items``
+        the encoded retain records; each batch must hold examples with the same groups.
+        """
         return None
 
     def callbacks(self) -> list[Any]:

@@ -36,8 +36,9 @@ class UnlearningTrainer(Trainer):
     """Trainer for paired forget/retain batches; ``compute_loss`` calls the objective."""
 
     def __init__(self, *args: Any, objective: Objective, reference: Reference | None = None,
-                 train_sampler: Any = None, **kwargs: Any):
+                 train_sampler: Any = None, train_batch_sampler: Any = None, **kwargs: Any):
         self._schedule_sampler = train_sampler
+        self._schedule_batches = train_batch_sampler
         super().__init__(*args, **kwargs)
         self.objective = objective
         self.reference = reference or Reference()
@@ -50,6 +51,16 @@ class UnlearningTrainer(Trainer):
         if self._schedule_sampler is not None:
             return self._schedule_sampler
         return super()._get_train_sampler(train_dataset)
+
+    def get_train_dataloader(self):
+        # A schedule may compose whole batches (EUL's alternating epochs keep each batch to one
+        # role); Accelerate shards a batch sampler across processes like any other.
+        if self._schedule_batches is None:
+            return super().get_train_dataloader()
+        from torch.utils.data import DataLoader
+
+        return self.accelerator.prepare(DataLoader(self.train_dataset, batch_sampler=self._schedule_batches,
+                                                   collate_fn=self.data_collator, num_workers=0))
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, logs = self.objective(model, inputs, self.reference)

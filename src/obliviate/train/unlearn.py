@@ -91,7 +91,6 @@ def unlearn_model(model: Any, tokenizer: Any, forget: Sequence[dict], retain: Se
     if objective.reference_logps:
         attach_reference_logps(model, forget_items, objective.reference_logps, tokenizer.pad_token_id)
 
-    dataset = PairedDataset(forget_items, retain_items if "retain" in objective.groups() else [], seed=seed)
     from transformers import set_seed
 
     set_seed(seed)  # a scope may initialise weights (LoRA, an assistant): same seed, same run
@@ -99,6 +98,9 @@ def unlearn_model(model: Any, tokenizer: Any, forget: Sequence[dict], retain: Se
                           if scope.needs_data else None)
     schedule.prepare(ScheduleContext(tokenizer, forget_targets(tokenizer, forget, forget_items,
                                                                max_length=training.max_length), seed))
+    trained_retain = retain_items if "retain" in objective.groups() else []
+    composed = schedule.train_batches(forget_items, trained_retain, training.batch_size)
+    dataset, batch_sampler = composed or (PairedDataset(forget_items, trained_retain, seed=seed), None)
     reference = Reference(model_logits=scope.reference_logits(model) if objective.needs_reference_model else None)
     args = training_arguments(
         output_dir=None, epochs=1, learning_rate=training.learning_rate, batch_size=training.batch_size,
@@ -114,6 +116,7 @@ def unlearn_model(model: Any, tokenizer: Any, forget: Sequence[dict], retain: Se
     trainer = UnlearningTrainer(
         model=model, args=args, train_dataset=dataset, data_collator=PairedCollator(tokenizer.pad_token_id),
         objective=objective, reference=reference, train_sampler=schedule.train_sampler(),
+        train_batch_sampler=batch_sampler,
         callbacks=[*scope.callbacks(), *schedule.callbacks()])
     trainer.train()
     if scope.info:

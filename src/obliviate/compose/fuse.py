@@ -1,0 +1,114 @@
+"""Closed-form fusion of EUL unlearning adapters, one per deletion request (EUL, arXiv 2310.20150,
+§2.4 of the spec), so that a model honours several requests with one adapter and no data.
+
+For one linear map with weights ``W_i`` (bias as the last input row) trained for request i, and
+``G_i = X_i^T X_i`` the Gram matrix of its inputs on that request's forget set, the fused map
+minimises ``Σ_i ||X_i W − X_i W_i||² + ε Σ_i ||W − W_i||²``:
+
+    W = (Σ_i G_i + n·ε·I)^{-1} (Σ_i G_i W_i + ε Σ_i W_i)
+
+(RegMean's regression, the paper's formula). The ridge pulls directions no request's data covers
+towards the adapters' mean rather than to zero, so fusing one adapter returns it exactly and
+fusion is exact for linear maps whose data determines them; ``ε = ridge × mean diagonal of
+Σ G_i``.
+
+The adapter is two maps with a ReLU between them, for which no closed form is exact. We fuse
+each map on its own inputs: the down-projection with the Grams of the adapter's inputs, the
+up-projection with each adapter's own post-ReLU activations. This needs the hidden units of the
+adapters to correspond, which holds because every adapter starts from the same ``init_seed``
+(fusion refuses adapters with different ones). The fused folder keeps ``Σ G_i``, so fusing it
+again with a later request's adapter equals fusing all of them at once (up to the ridge).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from obliviate.errors import ConfigError
+
+
+def fuse_linear(weights: Sequence[torch.Tensor], grams: Sequence[torch.Tensor], ridge: float = 1e-3) -> torch.Tensor:
+    """Fuse ``[in, out]`` weight matrices given each one's ``[in, in]`` input Gram (fp64 solve)."""
+    if not weights or len(weights) != len(grams):
+        raise ValueError("fuse_linear needs one Gram per weight matrix, and at least one")
+    w = [x.double() for x in weights]
+    g = [x.double() for x in grams]
+    total = sum(g)
+    eps = ridge * float(total.diagonal().mean().clamp_min(1e-12))
+    lhs = total + len(w) * eps * torch.eye(total.shape[0], dtype=total.dtype)
+    rhs = sum(gi @ wi for gi, wi in zip(g, w)) + eps * sum(w)
+    return torch.linalg.solve(lhs, rhs)
+
+
+def _as_matrix(state: dict[str, torch.Tensor], prefix: str) -> torch.Tensor:
+    """nn.Linear weight ``[out, in]`` and bias ``[out]`` as one ``[in + 1, out]`` matrix."""
+    return torch.cat([state[f"{prefix}.weight"].T, state[f"{prefix}.bias"][None]], 0)
+
+
+def fuse_states(states: Sequence[dict[str, torch.Tensor]], grams: Sequence[dict[str, torch.Tensor]],
+                modules: Sequence[str], ridge: float = 1e-3) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Fused adapter weights and the summed Grams, for adapters on the same ``modules``."""
+    fused: dict[str, torch.Tensor] = {}
+    summed: dict[str, torch.Tensor] = {}
+    for module in modules:
+        for part in ("down", "up"):
+            prefix, key = f"{module}.{part}", f"{module}.{part}"
+            matrix = fuse_linear([_as_matrix(s, prefix) for s in states], [g[key] for g in grams], ridge)
+            dtype = states[0][f"{prefix}.weight"].dtype
+            fused[f"{prefix}.weight"] = matrix[:-1].T.to(dtype).contiguous()
+            fused[f"{prefix}.bias"] = matrix[-1].to(dtype).contiguous()
+            summed[key] = sum(g[key].float() for g in grams)
+    summed["tokens"] = sum(g["tokens"] for g in grams)
+    return fused, summed
+
+
+def fuse_folders(folders: Sequence[str | Path], out: str | Path, ridge: float = 1e-3) -> dict:
+    """Fuse saved EUL adapters (run folders or their ``model/``) into a new adapter folder ``out``
+    with the union of their request ledgers. Returns what was done."""
+    from safetensors.torch import load_file
+
+    from obliviate.ledger import merge_ledgers, read_ledger, write_ledger
+    from obliviate.models.bottleneck import WEIGHTS_FILE, AdapterSpec, is_adapter_folder, load_grams, read_spec
+    from obliviate.models.bottleneck import save_adapter_folder
+    from obliviate.models.loading import load_tokenizer
+
+    resolved = []
+    for folder in folders:
+        path = Path(folder)
+        if not is_adapter_folder(path) and is_adapter_folder(path / "model"):
+            path = path / "model"
+        if not is_adapter_folder(path):
+            raise ConfigError(f"{folder}: not an EUL adapter folder (no eul_adapter.json); give the output of a run "
+                              "with scope: eul")
+        resolved.append(path)
+    if len(resolved) < 1:
+        raise ConfigError("fuse: give at least one adapter folder")
+    if ridge < 0:
+        raise ConfigError(f"--ridge must be >= 0, got {ridge}")
+    specs = [read_spec(p) for p in resolved]
+    first = specs[0]
+    for path, spec in zip(resolved[1:], specs[1:]):
+        for what in ("base", "modules", "hidden_size", "bottleneck", "init_seed"):
+            if getattr(spec, what) != getattr(first, what):
+                raise ConfigError(f"{path}: its {what} ({getattr(spec, what)!r}) differs from {resolved[0]}'s "
+                                  f"({getattr(first, what)!r}); fusion needs adapters made the same way on one base")
+    states = [load_file(str(p / WEIGHTS_FILE)) for p in resolved]
+    fused, summed = fuse_states(states, [load_grams(p) for p in resolved], first.modules, ridge)
+    ledger = merge_ledgers([read_ledger(p) for p in resolved])
+    spec = AdapterSpec(modules=first.modules, hidden_size=first.hidden_size, bottleneck=first.bottleneck,
+                       init_seed=first.init_seed, base=first.base,
+                       info={"fused_from": [str(p) for p in resolved], "ridge": ridge})
+    from obliviate.io import atomic_directory
+
+    out = Path(out)
+    if out.exists():
+        raise ConfigError(f"{out}: the output folder already exists; choose another --out or remove it")
+    with atomic_directory(out) as tmp:
+        save_adapter_folder(tmp, spec, fused, summed)
+        write_ledger(tmp, ledger)
+        load_tokenizer(resolved[0]).save_pretrained(tmp)
+    return {"adapters": len(resolved), "modules": len(first.modules), "requests": len(ledger), "ridge": ridge,
+            "out": str(out)}
