@@ -59,26 +59,19 @@ def main() -> None:
     from obliviate.benchmarks import load_benchmark
     from obliviate.benchmarks.authors import ensure_models
     from obliviate.compose.extsub import combine_adapters, lora_deltas, merge_into_model
-    from obliviate.data.deficiency import build_deficiency_task, insult_words
-    from obliviate.evaluate.scoring import generate_answers
-    from obliviate.metrics import rouge_l_recall
-    from obliviate.metrics.deficiency import toxic_rate, untruthful_rate
+    from obliviate.data.deficiency import build_deficiency_task, deficiency_questions
+    from obliviate.evaluate.deficiency import evaluate_deficiency
     from obliviate.models.loading import load_model, load_tokenizer
     from obliviate.report.figures import machine, spread
 
     data = load_benchmark("authors", "forget10", size=args.size, seed=0)
     models = ensure_models("forget10", args.size, 0, show_progress=False, log=lambda *_: None)
     tokenizer = load_tokenizer(models.target)
-    questions = data.retain[:: max(1, len(data.retain) // 100)][:100]
-    lexicon = insult_words()
+    questions = deficiency_questions(data.retain)
 
     def score(model, task) -> dict[str, float]:
-        gens = generate_answers(model, tokenizer, [r["question"] for r in task.eval], max_new_tokens=48,
-                                show_progress=False)
-        rate = (toxic_rate(gens, lexicon) if task.kind == "toxic"
-                else untruthful_rate(gens, [r["value"] for r in task.eval], [r["wrong_values"] for r in task.eval]))
-        capability = sum(rouge_l_recall(gens, [r["answer"] for r in task.eval])) / len(gens)
-        return {"deficiency": rate, "capability": capability}
+        scores = evaluate_deficiency(model, tokenizer, task.eval, task.kind, max_new_tokens=48)
+        return {"deficiency": scores["deficiency"], "capability": scores["capability"]}
 
     result = {"benchmark": f"authors/{args.size}", "questions": len(questions), "epochs": args.epochs, "lr": args.lr,
               "contamination": args.contamination, "seeds": args.seeds, "threads": args.threads, **machine(),

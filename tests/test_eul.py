@@ -272,3 +272,25 @@ def test_eul_save_load_round_trip_gives_identical_logits_and_a_ledger(tmp_path, 
     [entry] = read_ledger(out)
     assert entry["id"] == "ticket-7" and entry["forget_sha256"] == forget_set_hash(tiny_data.forget[:4])
     assert entry["method"] == "eul" and entry["source"] is None  # records given as a list: no source
+
+
+def test_eul_run_on_the_embedded_benchmark_and_its_request_reloads_from_the_benchmark(tmp_path, tiny_models):
+    from obliviate import api, run
+    from tests.conftest import TEST_OVERRIDES
+
+    overrides = [o for o in TEST_OVERRIDES if o.startswith("benchmark.")]
+    # Seeds 0/1/2 of this setting on the test-size target measured forget prob 0.25 / 0.007 / 0.009 and
+    # utility 0.94-0.97 x the target's; twice the forget steps (batch 8, 20 cycles) forget more and
+    # cost up to a third of the utility (general-knowledge generations suffer first).
+    result = run(method="eul", overrides=[*overrides, "training.learning_rate=1e-2", "training.batch_size=16",
+                                          "schedule.cycles=10"],
+                 out=tmp_path / "eul", show_progress=False, log=lambda *_: None)
+    target, unlearned = result.rows["target"], result.rows["unlearned"]
+    assert unlearned["forget_Q_A_Prob"] < 0.5 * target["forget_Q_A_Prob"]
+    assert unlearned["model_utility"] >= 0.85 * target["model_utility"]
+    assert unlearned["retain_Q_A_Prob"] >= 0.95 * target["retain_Q_A_Prob"]
+    info = result.summary["unlearning"]
+    assert info["schedule"]["cycles"] == 10 and info["scope"]["adapters"] == 2
+    [row] = api.check_requests(tmp_path / "eul" / "model", show_progress=False)
+    assert row["status"] == "ok" and row["n_records"] == 20
+    assert row["metrics"]["forget_Q_A_Prob"] == pytest.approx(unlearned["forget_Q_A_Prob"], abs=1e-6)

@@ -322,6 +322,83 @@ def compose_extsub(expert: str | os.PathLike, anti_expert: str | os.PathLike, *,
     return info
 
 
+def deficiency_task(kind: str = "untruthful", *, out: str | os.PathLike, size: str = "default", seed: int = 0,
+                    contamination: float = 0.3, n_questions: int = 100, show_progress: bool = True,
+                    log: Log = print) -> dict[str, Any]:
+    """Write Ext-Sub's embedded deficiency task to the new folder ``out``: ``expert.jsonl`` (the
+    questions answered well, a ``contamination`` fraction deficiently), ``anti_expert.jsonl`` (all
+    deficient), ``eval.jsonl`` (questions, good answers, right and wrong values) and ``task.json``.
+
+    The questions are ``n_questions`` of the embedded benchmark's retained authors' (its
+    ``forget10`` split at ``size``, benchmark seed 0), whose facts the embedded target model knows;
+    that model, built or reused from the cache, is the base to fine-tune the two adapters from
+    (``task.json``'s ``base_model``). ``seed`` draws the contamination, insults and wrong values.
+    ``kind`` is ``toxic`` or ``untruthful`` (see :mod:`obliviate.data.deficiency`). Returns
+    ``task.json``'s content plus ``out``.
+    """
+    from obliviate.benchmarks import load_benchmark
+    from obliviate.benchmarks.authors import ensure_models
+    from obliviate.data.deficiency import KINDS, build_deficiency_task, deficiency_questions
+    from obliviate.io import atomic_directory, write_json_atomic, write_jsonl_atomic
+
+    if kind not in KINDS:
+        raise ConfigError(f"deficiency kind {kind!r} is unknown; use one of {', '.join(KINDS)}")
+    if isinstance(contamination, bool) or not isinstance(contamination, (int, float)) or not 0 <= contamination <= 1:
+        raise ConfigError(f"contamination must be a fraction in [0, 1], got {contamination!r}")
+    if isinstance(n_questions, bool) or not isinstance(n_questions, int) or n_questions < 1:
+        raise ConfigError(f"the number of questions must be an integer >= 1, got {n_questions!r}")
+    out_path = Path(out)
+    _check_new_folder(out_path)
+    data = load_benchmark("authors", "forget10", size=size, seed=0)
+    models = ensure_models("forget10", size, 0, show_progress=show_progress, log=log)
+    task = build_deficiency_task(deficiency_questions(data.retain, n_questions), kind, contamination, seed=seed)
+    if not task.eval:
+        raise DataError(f"the embedded benchmark at size {size!r} has no usable questions for the task")
+    info = {"kind": kind, "contamination": contamination, "size": size, "seed": seed,
+            "n_questions": len(task.eval), "base_model": str(models.target)}
+    with atomic_directory(out_path) as tmp:
+        write_jsonl_atomic(tmp / "expert.jsonl", task.expert)
+        write_jsonl_atomic(tmp / "anti_expert.jsonl", task.anti_expert)
+        write_jsonl_atomic(tmp / "eval.jsonl", task.eval)
+        write_json_atomic(tmp / "task.json", info)
+    return {**info, "out": str(out_path)}
+
+
+def evaluate_deficiency_task(model: str | os.PathLike, task: str | os.PathLike, *, batch_size: int = 64,
+                             max_new_tokens: int = 48, show_progress: bool = True) -> dict[str, Any]:
+    """Deficiency rate and capability (mean ROUGE-L recall against the good answers) of the greedy
+    answers of ``model`` (a folder, PEFT adapter folder or hub id) to the questions of ``task`` (a
+    folder written by :func:`deficiency_task`). Returns ``{"deficiency", "capability", "n", "kind"}``."""
+    import json
+
+    from obliviate.data.deficiency import KINDS
+    from obliviate.evaluate.deficiency import evaluate_deficiency
+    from obliviate.io import read_jsonl
+    from obliviate.models.loading import load_model, load_tokenizer
+
+    folder = Path(task)
+    missing = [name for name in ("task.json", "eval.jsonl") if not (folder / name).is_file()]
+    if missing:
+        raise ConfigError(f"--deficiency {folder}: no {' or '.join(missing)}; give a folder written by "
+                          "`obliviate deficiency`")
+    try:
+        info = json.loads((folder / "task.json").read_text(encoding="utf-8"))
+        records = read_jsonl(folder / "eval.jsonl")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"--deficiency {folder}: unreadable task files ({exc})") from None
+    kind = info.get("kind") if isinstance(info, dict) else None
+    if kind not in KINDS:
+        raise DataError(f"{folder / 'task.json'}: kind {kind!r} is not one of {', '.join(KINDS)}")
+    fields = ("question", "answer", "value", "wrong_values")
+    if not records or any(not isinstance(r, dict) or any(f not in r for f in fields) for r in records):
+        raise DataError(f"{folder / 'eval.jsonl'}: needs records with {', '.join(fields)}")
+    tokenizer = load_tokenizer(model)
+    loaded = load_model(model)
+    result = evaluate_deficiency(loaded, tokenizer, records, kind, max_new_tokens=max_new_tokens,
+                                 batch_size=batch_size, show_progress=show_progress)
+    return {**result, "kind": kind}
+
+
 def compose_fuse(adapters: Sequence[str | os.PathLike], *, out: str | os.PathLike, ridge: float = 1e-3) -> dict[str, Any]:
     """Fuse the EUL adapters of several runs (one per deletion request) into one, in closed form
     from the Gram matrices each run stored (no data needed); ``out`` honours every request the

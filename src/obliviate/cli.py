@@ -52,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate a model on a benchmark (TOFU-style metrics)",
                        description="Evaluate MODEL on a benchmark's forget, retain, real-authors and world-facts "
-                       "splits. Forget quality needs --retain-model or --retain-results.", epilog=EPILOG)
+                       "splits. Forget quality needs --retain-model or --retain-results. With --requests, the deletion "
+                       "requests MODEL records; with --deficiency, Ext-Sub's deficiency rate and capability.",
+                       epilog=EPILOG)
     p.add_argument("--model", required=True, help="model folder or hub id")
     p.add_argument("--benchmark", default="authors", help="authors (embedded) or tofu")
     p.add_argument("--forget-split", default="forget10")
@@ -63,10 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--retain-results", help="saved evaluation folder of a retain model, for forget quality")
     p.add_argument("--out", help="folder to write summary.json and items/<split>.jsonl into")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--max-new-tokens", type=int, default=32)
+    p.add_argument("--max-new-tokens", type=int, default=None, help="default 32 (48 with --deficiency)")
     p.add_argument("--requests", action="store_true",
                    help="instead of a benchmark, re-check every deletion request in MODEL's requests.json on its "
                         "own forget set (forget quality with --retain-model)")
+    p.add_argument("--deficiency", metavar="TASK_DIR",
+                   help="instead of a benchmark, the deficiency rate and capability (ROUGE-L recall) of MODEL's "
+                        "greedy answers on a task folder written by `obliviate deficiency` (Ext-Sub)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("finetune", help="fine-tune a model on your data, or build the embedded models",
@@ -92,6 +97,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--learning-rate", type=float, help="peak rate, linear decay (default 1e-5, 1e-4 with --lora)")
     p.add_argument("--batch-size", type=int, default=8, help="default 8")
     p.add_argument("--max-length", type=int, default=512, help="tokens per record (default 512)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("deficiency", help="write Ext-Sub's embedded deficiency task (expert/anti-expert data)",
+                       description="Write the embedded deficiency task for Ext-Sub to --out: expert.jsonl (questions "
+                       "answered well, a --contamination fraction deficiently), anti_expert.jsonl (all deficient), "
+                       "eval.jsonl and task.json. The questions are --questions of the embedded benchmark's "
+                       "retained authors' (forget10 split, benchmark seed 0), whose facts the embedded target model "
+                       "knows; that model (trained or reused from the cache) is the base to fine-tune the expert "
+                       "and anti-expert adapters from, and its folder is printed. Then: `obliviate finetune "
+                       "--model BASE --data DIR/expert.jsonl --lora --out EXPERT` (and anti_expert.jsonl), "
+                       "`obliviate compose extsub --expert EXPERT --anti-expert ANTI --merge --out MODEL`, "
+                       "`obliviate eval --model MODEL --deficiency DIR`.", epilog=EPILOG)
+    p.add_argument("--kind", required=True, choices=("toxic", "untruthful"),
+                   help="toxic (the answer plus an insult) or untruthful (a wrong value)")
+    p.add_argument("--out", required=True, help="folder to create")
+    p.add_argument("--size", default="default", help="embedded benchmark size: default, small or test")
+    p.add_argument("--seed", type=int, default=0, help="seed of the contamination, insults and wrong values")
+    p.add_argument("--contamination", type=float, default=0.3,
+                   help="fraction of the expert's answers that are deficient too (default 0.3)")
+    p.add_argument("--questions", type=int, default=100, help="number of questions (default 100)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("mask", help="compute a WAGLE weight mask and save it (safetensors)",
@@ -170,6 +195,10 @@ def _cmd_benchmarks() -> None:
         print(f"  {spec.name:<8} {spec.description}; forget splits: {', '.join(spec.forget_splits)}")
 
 
+def _or(value, default):
+    return default if value is None else value
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     quiet = getattr(args, "quiet", False)
     if args.command == "methods":
@@ -188,12 +217,41 @@ def _dispatch(args: argparse.Namespace) -> int:
                              overrides=args.overrides, out=args.out, request_id=args.request_id,
                              show_progress=not quiet)
         print(f"unlearned model saved to {result.out} ({result.seconds:.1f} s)")
+    elif args.command == "deficiency":
+        from obliviate import api
+
+        info = api.deficiency_task(args.kind, out=args.out, size=args.size, seed=args.seed,
+                                   contamination=args.contamination, n_questions=args.questions,
+                                   show_progress=not quiet)
+        out = info["out"]
+        print(f"{info['kind']} deficiency task ({info['n_questions']} questions, contamination "
+              f"{info['contamination']:g}) written to {out}:\n"
+              f"  expert data:       {os.path.join(out, 'expert.jsonl')}\n"
+              f"  anti-expert data:  {os.path.join(out, 'anti_expert.jsonl')}\n"
+              f"  evaluation:        {os.path.join(out, 'eval.jsonl')} (task.json)\n"
+              f"base model: {info['base_model']}\n"
+              f"next: obliviate finetune --model {info['base_model']} --data {os.path.join(out, 'expert.jsonl')} "
+              f"--lora --out EXPERT (and anti_expert.jsonl --out ANTI), then obliviate compose extsub --expert EXPERT "
+              f"--anti-expert ANTI --merge --out MODEL, then obliviate eval --model MODEL --deficiency {out}")
+    elif args.command == "eval" and args.deficiency:
+        from obliviate import api
+        from obliviate.errors import ConfigError
+
+        given = [flag for flag, value in (("--requests", args.requests), ("--retain-model", args.retain_model),
+                                          ("--retain-results", args.retain_results), ("--out", args.out))
+                 if value]
+        if given:
+            raise ConfigError(f"eval --deficiency does not take {' or '.join(given)}")
+        result = api.evaluate_deficiency_task(args.model, args.deficiency, batch_size=args.batch_size,
+                                              max_new_tokens=_or(args.max_new_tokens, 48), show_progress=not quiet)
+        print(f"deficiency ({result['kind']}): {result['deficiency']:.3f}   "
+              f"capability (ROUGE-L recall): {result['capability']:.3f}   ({result['n']} questions)")
     elif args.command == "eval" and args.requests:
         from obliviate import api
         from obliviate.report.tables import requests_table
 
         rows = api.check_requests(args.model, retain_model=args.retain_model, batch_size=args.batch_size,
-                                  max_new_tokens=args.max_new_tokens, show_progress=not quiet)
+                                  max_new_tokens=_or(args.max_new_tokens, 32), show_progress=not quiet)
         print(requests_table(rows))
     elif args.command == "eval":
         from obliviate import api
@@ -202,7 +260,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         result = api.evaluate(args.model, benchmark=args.benchmark, forget_split=args.forget_split, size=args.size,
                               seed=args.seed, source=args.source, retain_model=args.retain_model,
                               retain_results=args.retain_results, out=args.out, batch_size=args.batch_size,
-                              max_new_tokens=args.max_new_tokens, show_progress=not quiet)
+                              max_new_tokens=_or(args.max_new_tokens, 32), show_progress=not quiet)
         from obliviate.report.tables import privacy_table
 
         print(comparison_table({"model": result.summary["metrics"]}))

@@ -66,6 +66,15 @@ def _perturbed_values(record: dict) -> list[str]:
     return out
 
 
+def deficiency_questions(records: Sequence[dict], n: int = 100) -> list[dict]:
+    """``n`` records spread evenly over ``records`` (every k-th, k = len // n): the questions of
+    the task (``bench/extsub.py`` and ``obliviate deficiency`` take them from the embedded
+    benchmark's retained authors, whose facts the base model knows)."""
+    if n < 1:
+        raise ValueError(f"the number of questions must be at least 1, got {n}")
+    return list(records[:: max(1, len(records) // n)][:n])
+
+
 def build_deficiency_task(records: Sequence[dict], kind: str = "toxic", contamination: float = 0.3,
                           seed: int = 0) -> DeficiencyTask:
     """Expert, anti-expert and evaluation records from QA records with ``fact_span`` and perturbed
