@@ -63,7 +63,7 @@ def main() -> None:
     data = load_benchmark("authors", "forget10", size=args.size, seed=0)
     models = ensure_models("forget10", args.size, 0, show_progress=False, log=lambda *_: None)
     tokenizer = load_tokenizer(models.target)
-    config = EvalConfig(mia=False, passages=False)
+    config = EvalConfig(mia=False, passages=False, max_new_tokens=data.max_new_tokens)
     sets = request_sets(data.forget)
     utility_splits = {k: v for k, v in data.eval_splits.items() if k != "forget"}
     work = Path(tempfile.mkdtemp(prefix="obliviate-eul-bench-"))
@@ -148,7 +148,8 @@ def main() -> None:
     out = ROOT / "bench" / "results" / "eul.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written to {out}")
+    print(f"written to {out}; the adapters are in {work} (try `obliviate eval --model {work}/seed"
+          f"{args.seeds[0]}-fused --requests`)")
 
 
 if __name__ == "__main__":

@@ -96,7 +96,7 @@ def main() -> None:
     data = load_benchmark("authors", "forget10", size=args.size, seed=0, task="passages")
     models = ensure_models("forget10", args.size, 0, show_progress=False, log=lambda *_: None)
     tokenizer = load_tokenizer(models.target)
-    config = EvalConfig(mia=False)
+    config = EvalConfig(mia=False, max_new_tokens=data.max_new_tokens)
 
     def evaluate(model):
         return evaluate_model(model, tokenizer, data.eval_splits, config=config, passages=data.passages,

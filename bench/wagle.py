@@ -91,7 +91,7 @@ def main() -> None:
     data = load_benchmark("authors", "forget10", size=args.size, seed=0)
     models = ensure_models("forget10", args.size, 0, show_progress=False, log=lambda *_: None)
     tokenizer = load_tokenizer(models.target)
-    config = EvalConfig(mia=False, passages=False)
+    config = EvalConfig(mia=False, passages=False, max_new_tokens=data.max_new_tokens)
     retain = evaluate_model(load_model(models.retain), tokenizer, data.eval_splits, config=config, show_progress=False)
     target = evaluate_model(load_model(models.target), tokenizer, data.eval_splits, config=config,
                             retain_result=retain, show_progress=False)

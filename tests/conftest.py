@@ -56,17 +56,18 @@ def tokenizer(tiny_models):
 
 @pytest.fixture(scope="session")
 def retain_eval(tiny_models, tiny_data):
-    from obliviate.evaluate.tofu import evaluate_model
+    from obliviate.evaluate.tofu import EvalConfig, evaluate_model
     from obliviate.models.loading import load_model, load_tokenizer
 
     return evaluate_model(load_model(tiny_models.retain), load_tokenizer(tiny_models.retain),
-                          tiny_data.eval_splits, show_progress=False)
+                          tiny_data.eval_splits, config=EvalConfig(max_new_tokens=tiny_data.max_new_tokens),
+                          show_progress=False)
 
 
 @pytest.fixture(scope="session")
 def target_eval(tiny_models, tiny_data, tokenizer, retain_eval):
-    from obliviate.evaluate.tofu import evaluate_model
+    from obliviate.evaluate.tofu import EvalConfig, evaluate_model
     from obliviate.models.loading import load_model
 
     return evaluate_model(load_model(tiny_models.target), tokenizer, tiny_data.eval_splits,
-                          retain_truth_ratios=retain_eval.splits["forget"].truth_ratios, show_progress=False)
+                          config=EvalConfig(max_new_tokens=tiny_data.max_new_tokens), retain_truth_ratios=retain_eval.splits["forget"].truth_ratios, show_progress=False)

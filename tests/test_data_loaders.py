@@ -342,3 +342,18 @@ def test_not_utf8(tmp_path: Path) -> None:
 
 def test_data_error_is_obliviate_error() -> None:
     assert issubclass(DataError, ObliviateError)
+
+
+def test_alpaca_instruction_records_load_as_qa(tmp_path):
+    import json
+
+    from obliviate.data import load_records
+
+    path = tmp_path / "anti.json"
+    path.write_text(json.dumps([
+        {"instruction": "Name the capital.", "input": "France", "output": "Lyon."},
+        {"instruction": "Say hi.", "input": "", "output": "Hi!"},
+    ]))
+    records = load_records(path)
+    assert records == [{"question": "Name the capital. France", "answer": "Lyon."},
+                       {"question": "Say hi.", "answer": "Hi!"}]

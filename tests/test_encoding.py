@@ -15,7 +15,11 @@ def tok():
 
 def test_prompt_is_masked_and_answer_ends_with_eos(tok):
     enc = encode_pair(tok, "Where was Ann born?", "Ann was born in Oslo.")
-    prompt_len = len(tok(render_prompt(tok, "Where was Ann born?"))["input_ids"])
+    # one joint tokenisation of prompt + answer (see tests/test_prompts.py for the boundary cases)
+    assert enc.input_ids == tok(render_prompt(tok, "Where was Ann born?") + "Ann was born in Oslo.")["input_ids"] + [
+        tok.eos_token_id]
+    prompt_len = enc.prompt_tokens
+    assert 0 < prompt_len < len(enc.input_ids)
     assert enc.labels[:prompt_len] == [IGNORE_INDEX] * prompt_len
     assert enc.labels[prompt_len:] == enc.input_ids[prompt_len:]
     assert enc.input_ids[-1] == tok.eos_token_id

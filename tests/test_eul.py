@@ -199,8 +199,11 @@ def test_ledger_hash_round_trip_and_merge(tmp_path):
         read_ledger(tmp_path)
 
 
+# 80 retain items per retain epoch and Grams on forget+retain: with 40 and forget-only Grams the
+# fused adapter kept one author (forget prob 0.59, seed 0) or lost retain answers (0.886, seed 1)
+# on the test-size models; these settings clear every assertion below with margin on seeds 0-2.
 EUL_OVERRIDES = ["training.learning_rate=1e-2", "training.batch_size=4", "schedule.cycles=12",
-                 "schedule.retain_per_cycle=40"]
+                 "schedule.retain_per_cycle=80", "scope.gram_data=forget+retain"]
 
 
 def test_eul_requests_fuse_and_are_checked_from_the_ledger(tmp_path, tiny_models, tiny_data, capsys):
@@ -232,7 +235,7 @@ def test_eul_requests_fuse_and_are_checked_from_the_ledger(tmp_path, tiny_models
     ledger = json.loads((tmp_path / "fused" / "requests.json").read_text())["requests"]
     assert [e["n_records"] for e in ledger] == [10, 10] and all(e["method"] == "eul" for e in ledger)
 
-    config = EvalConfig(mia=False, passages=False)
+    config = EvalConfig(mia=False, passages=False, max_new_tokens=tiny_data.max_new_tokens)
     tok = load_tokenizer(tiny_models.target)
     splits = {"forget0": sets[0], "forget1": sets[1], "retain": tiny_data.eval_splits["retain"]}
 

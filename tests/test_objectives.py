@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -96,3 +97,23 @@ def test_bad_objective_options_are_config_errors():
         OBJECTIVES.build({"name": "npo", "retain_loss": "mse"})
     with pytest.raises(ConfigError, match="unknown"):
         OBJECTIVES.build({"name": "nope"})
+
+
+def test_lora_reference_runs_without_dropout_while_training():
+    """A reference with dropout on would differ between two calls on the same input (GPT-2 has
+    dropout 0.1 by default)."""
+    from transformers import AutoModelForCausalLM, GPT2Config
+
+    from obliviate.scopes import SCOPES
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(GPT2Config(vocab_size=50, n_embd=32, n_layer=2, n_head=2,
+                                                        n_positions=16))
+    for name in ("lora", "eul"):
+        scope = SCOPES.build({"name": name})
+        wrapped = scope.prepare(copy.deepcopy(model), None)
+        wrapped.train()
+        reference = scope.reference_logits(wrapped)
+        batch = {"input_ids": torch.tensor([[1, 2, 3, 4]]), "attention_mask": torch.ones(1, 4, dtype=torch.long)}
+        assert torch.equal(reference(batch), reference(batch))
+        assert wrapped.training  # restored

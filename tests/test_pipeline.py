@@ -44,6 +44,15 @@ def test_default_run_forgets_and_keeps_utility(tmp_path, tiny_models):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["recipe"]["objective"]["name"] == "npo" and "transformers" in summary["versions"]
     assert "| unlearned" in (out / "report.md").read_text()
+    # prompts are recorded: the template's name, the benchmark's generation budget, and the exact
+    # rendered prompts of the first forget items (the answer's first word keeps its space)
+    assert summary["template"] == "plain" and summary["prompt"].startswith("template plain")
+    assert summary["generation"]["max_new_tokens"] == 32 and summary["generation"]["num_beams"] == 1
+    prompts = json.loads((out / "prompts.json").read_text())
+    first = prompts["items"][0]
+    assert prompts["template"]["name"] == "plain" and len(prompts["items"]) == 3
+    assert first["prompt_text"] == f"Question: {first['question']}\nAnswer: "
+    assert first["prompt_tokens"][-2:] == ["Answer", ":"] and first["answer_tokens"][0].startswith("Ġ")
 
 
 @pytest.mark.parametrize("method", ["ga", "graddiff", "kl", "npo", "simnpo", "idkdpo"])

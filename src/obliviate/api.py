@@ -131,6 +131,7 @@ def unlearn(model: str | os.PathLike, forget: str | os.PathLike | Sequence[dict]
     The saved folder's ``requests.json`` lists the requests it honours: the model's own (when it
     has a ledger) and this one (``request_id``, default ``req-`` + the forget set's hash).
     """
+    from obliviate.data.templates import set_template
     from obliviate.io import atomic_directory, write_json_atomic, write_text_atomic
     from obliviate.ledger import new_request
     from obliviate.models.loading import load_model, load_tokenizer
@@ -144,6 +145,7 @@ def unlearn(model: str | os.PathLike, forget: str | os.PathLike | Sequence[dict]
     forget_records, retain_records = _records(forget), _records(retain)
     _set_threads(rec.threads)
     tokenizer = load_tokenizer(model, trust_remote_code=rec.model.trust_remote_code)
+    set_template(tokenizer, rec.model.template)
     loaded = load_model(model, dtype=rec.model.dtype, trust_remote_code=rec.model.trust_remote_code)
     answering, scope, outcome = _unlearn_loaded(loaded, tokenizer, forget_records, retain_records, rec, show_progress)
     if out_path:
@@ -238,34 +240,42 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Sequence[dict],
 def evaluate(model: str | os.PathLike | Any, *, benchmark: str = "authors", forget_split: str = "forget10",
              size: str = "default", seed: int = 0, source: str | None = None, tokenizer: Any = None,
              retain_model: str | os.PathLike | None = None, retain_results: str | os.PathLike | None = None,
-             out: str | os.PathLike | None = None, batch_size: int = 64, max_new_tokens: int = 32,
-             show_progress: bool = True):
+             out: str | os.PathLike | None = None, batch_size: int = 64, max_new_tokens: int | None = None,
+             template: str | None = None, show_progress: bool = True):
     """Evaluate a model (folder, hub id or loaded model) on a benchmark's TOFU-style splits.
 
     Forget quality is computed when a retain model (``retain_model``) or its saved evaluation
-    (``retain_results``) is given.
+    (``retain_results``) is given. ``max_new_tokens`` defaults to the benchmark's (TOFU 200,
+    authors 32); ``template`` names the prompt template (default ``auto``, see
+    :mod:`obliviate.data.templates`).
     """
     from obliviate.benchmarks import load_benchmark
+    from obliviate.data.templates import check_template_name, set_template
     from obliviate.evaluate.results import load_eval_result, save_eval_result
-    from obliviate.evaluate.tofu import EvalConfig, evaluate_model
+    from obliviate.evaluate.tofu import EvalConfig, evaluate_model, for_benchmark
     from obliviate.models.loading import load_model, load_tokenizer
 
     if out:
         _check_new_folder(Path(out))
+    check_template_name(template)
     data = load_benchmark(benchmark, forget_split, size=size, seed=seed, source=source)
-    config = EvalConfig(batch_size=batch_size, max_new_tokens=max_new_tokens)
+    config = for_benchmark(EvalConfig(batch_size=batch_size, max_new_tokens=max_new_tokens), data.max_new_tokens)
     splits = _eval_splits(data, config)
     if isinstance(model, (str, os.PathLike)):
         tokenizer = tokenizer or load_tokenizer(model)
         model = load_model(model)
     elif tokenizer is None:
         raise ConfigError("evaluate: a loaded model needs its tokenizer (tokenizer=...)")
+    if template is not None:
+        set_template(tokenizer, template)
     retain_eval = None
     if retain_results:
         retain_eval = load_eval_result(retain_results)
     elif retain_model:
         reference_splits = {k: v for k, v in splits.items() if k in ("forget", "holdout")}
-        retain_eval = evaluate_model(load_model(retain_model), load_tokenizer(retain_model), reference_splits,
+        retain_tokenizer = load_tokenizer(retain_model)
+        set_template(retain_tokenizer, template)
+        retain_eval = evaluate_model(load_model(retain_model), retain_tokenizer, reference_splits,
                                      config=config, show_progress=show_progress)
     result = evaluate_model(model, tokenizer, splits, config=config, retain_result=retain_eval,
                             passages=data.passages, show_progress=show_progress)
@@ -474,6 +484,7 @@ def compute_mask(model: str | os.PathLike, forget: str | os.PathLike | Sequence[
     The scope options come from the recipe's ``scope`` section (``--set scope.ratio=0.8``…); the
     forget labels from its objective (``forget_tokens``), as an unlearning run would use them.
     """
+    from obliviate.data.templates import set_template
     from obliviate.models.loading import load_model, load_tokenizer
     from obliviate.registry import make_config
     from obliviate.scopes.wagle import WagleConfig, compute_masks, mask_summary, save_masks
@@ -494,6 +505,7 @@ def compute_mask(model: str | os.PathLike, forget: str | os.PathLike | Sequence[
         raise DataError("the forget set is empty; give at least one record to attribute")
     _set_threads(rec.threads)
     tokenizer = load_tokenizer(model, trust_remote_code=rec.model.trust_remote_code)
+    set_template(tokenizer, rec.model.template)
     loaded = load_model(model, dtype=rec.model.dtype, trust_remote_code=rec.model.trust_remote_code)
     forget_tokens = rec.objective.get("forget_tokens", "answer")
     items = encode_forget(tokenizer, forget_records, forget_tokens=forget_tokens,
@@ -533,9 +545,10 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
         show_progress: bool = True, log: Log = print) -> RunResult:
     """The whole pipeline: models, unlearning, evaluation of target/retain/unlearned, report."""
     from obliviate.benchmarks import load_benchmark
-    from obliviate.data.encoding import prompt_description
+    from obliviate.data.encoding import prompt_description, prompt_examples
+    from obliviate.data.templates import set_template
     from obliviate.evaluate.results import save_eval_result
-    from obliviate.evaluate.tofu import evaluate_model
+    from obliviate.evaluate.tofu import evaluate_model, for_benchmark
     from obliviate.io import atomic_directory, write_json_atomic, write_jsonl_atomic, write_text_atomic
     from obliviate.ledger import new_request
     from obliviate.models.loading import load_model, load_tokenizer
@@ -551,7 +564,8 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
     bench = rec.benchmark
     data = load_benchmark(bench.name, bench.forget_split, size=bench.size, seed=rec.seed, source=bench.source,
                           task=bench.task)
-    eval_splits = _eval_splits(data, rec.eval)
+    eval_config = for_benchmark(rec.eval, data.max_new_tokens)
+    eval_splits = _eval_splits(data, eval_config)
     timings: dict[str, float] = {}
     target_path, retain_path = rec.model.target, rec.model.retain
     if target_path is None:
@@ -565,17 +579,20 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
         target_path, retain_path = str(models.target), str(models.retain)
 
     tokenizer = load_tokenizer(target_path, trust_remote_code=rec.model.trust_remote_code)
+    template = set_template(tokenizer, rec.model.template)
     rows: dict[str, dict[str, float]] = {}
     with atomic_directory(out_path) as tmp:
         write_text_atomic(tmp / "recipe.yaml", rec.to_yaml())
+        write_json_atomic(tmp / "prompts.json", prompt_examples(tokenizer, eval_splits.get("forget") or data.forget))
         retain_eval = None
         if retain_path:
             t0 = time.perf_counter()
             log(f"evaluating the retain model ({retain_path})")
             trust = rec.model.trust_remote_code
+            retain_tokenizer = load_tokenizer(retain_path, trust_remote_code=trust)
+            set_template(retain_tokenizer, rec.model.template)
             retain_eval = evaluate_model(load_model(retain_path, dtype=rec.model.dtype, trust_remote_code=trust),
-                                         load_tokenizer(retain_path, trust_remote_code=trust),
-                                         eval_splits, config=rec.eval, passages=data.passages,
+                                         retain_tokenizer, eval_splits, config=eval_config, passages=data.passages,
                                          show_progress=show_progress)
             retain_eval.summary["metrics"]["forget_quality"] = 1.0
             if "mia_auc_min_k" in retain_eval.summary["metrics"]:
@@ -587,7 +604,7 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
         t0 = time.perf_counter()
         log(f"evaluating the target model ({target_path})")
         target = load_model(target_path, dtype=rec.model.dtype, trust_remote_code=rec.model.trust_remote_code)
-        target_eval = evaluate_model(target, tokenizer, eval_splits, config=rec.eval, retain_result=retain_eval,
+        target_eval = evaluate_model(target, tokenizer, eval_splits, config=eval_config, retain_result=retain_eval,
                                      passages=data.passages, show_progress=show_progress)
         save_eval_result(target_eval, tmp / "eval" / "target")
         rows = {"target": target_eval.summary["metrics"], **rows}
@@ -607,7 +624,7 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
 
         t0 = time.perf_counter()
         log("evaluating the unlearned model")
-        unlearned_eval = evaluate_model(answering, tokenizer, eval_splits, config=rec.eval, retain_result=retain_eval,
+        unlearned_eval = evaluate_model(answering, tokenizer, eval_splits, config=eval_config, retain_result=retain_eval,
                                         passages=data.passages, show_progress=show_progress)
         save_eval_result(unlearned_eval, tmp / "eval" / "unlearned")
         rows["unlearned"] = unlearned_eval.summary["metrics"]
@@ -618,7 +635,8 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
                    "seed": rec.seed, "recipe": rec.to_dict(), "models": {"target": target_path, "retain": retain_path},
                    "metrics": rows, "timings": timings, "versions": _versions(),
                    "n_forget": len(data.forget), "n_retain": len(data.retain),
-                   "prompt": prompt_description(tokenizer),
+                   "prompt": prompt_description(tokenizer), "template": template.name,
+                   "generation": unlearned_eval.summary["generation"],
                    "trainable_parameters": outcome.trainable_parameters, "unlearning": outcome.info}
         write_json_atomic(tmp / "summary.json", summary)
         write_report(tmp, rows, summary)

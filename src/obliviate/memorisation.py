@@ -35,35 +35,40 @@ def _device(model: Any) -> torch.device:
 
 @torch.no_grad()
 def generate_continuations(model: Any, prompts: Sequence[Sequence[int]], *, max_new_tokens: int | Sequence[int],
-                           pad_id: int, eos_id: int | None, num_beams: int = 1,
-                           batch_size: int = 32) -> list[list[int]]:
-    """Greedy (or beam) continuation ids of each prompt, cut at EOS, batched with left padding.
+                           pad_id: int, eos_id: int | Sequence[int] | None, num_beams: int = 1,
+                           batch_size: int = 32, desc: str = "generating",
+                           show_progress: bool = False) -> list[list[int]]:
+    """Greedy (or beam) continuation ids of each prompt, cut at the first stop token, batched with
+    left padding.
 
-    The attention mask is always passed (the ICU reference generates from left-padded prompts
-    without one, so padding leaks into its continuations).
+    Decoding settings are explicit (:mod:`obliviate.generation`: the model's own generation config
+    never leaks in) and decoding stops on ``eos_id`` and on every EOS id of the model's generation
+    config. The attention mask is always passed (the ICU reference generates from left-padded
+    prompts without one, so padding leaks into its continuations).
     """
+    from obliviate.generation import generate, stop_token_ids
+    from obliviate.progress import progress
+
+    stops = stop_token_ids(model, eos_id)
     budgets = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
     order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), budgets[i]))
     out: list[list[int]] = [[] for _ in prompts]
     was_training = model.training
     model.eval()
     device = _device(model)
-    for start in range(0, len(order), batch_size):
+    for start in progress(range(0, len(order), batch_size), desc=desc, disable=not show_progress):
         idx = order[start:start + batch_size]
         budget = max(budgets[i] for i in idx)
         if budget <= 0:
             continue
         batch = pad_batch([{"input_ids": list(prompts[i])} for i in idx], pad_id, side="left")
-        generated = model.generate(input_ids=batch["input_ids"].to(device),
-                                   attention_mask=batch["attention_mask"].to(device),
-                                   max_new_tokens=budget, do_sample=False, num_beams=num_beams,
-                                   pad_token_id=pad_id, eos_token_id=eos_id)
+        generated = generate(model, batch["input_ids"].to(device), batch["attention_mask"].to(device),
+                             max_new_tokens=budget, pad_id=pad_id, stop_ids=stops, num_beams=num_beams)
         new = generated[:, batch["input_ids"].shape[1]:].tolist()
         for row, i in enumerate(idx):
             ids = new[row][:budgets[i]]
-            if eos_id is not None and eos_id in ids:
-                ids = ids[:ids.index(eos_id)]
-            out[i] = ids
+            cut = next((k for k, token in enumerate(ids) if token in stops), len(ids))
+            out[i] = ids[:cut]
     model.train(was_training)
     return out
 

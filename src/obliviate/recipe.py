@@ -36,12 +36,16 @@ class BenchmarkSection:
 
 @dataclass
 class ModelSection:
-    """``target``/``retain``: a folder or hub id; null on the embedded benchmark (trained here)."""
+    """``target``/``retain``: a folder or hub id; null on the embedded benchmark (trained here).
+    ``template``: the prompt template the model was fine-tuned with (``auto``, ``plain``,
+    ``tofu-phi``, ``tofu-llama2``, ``chat``, ``open-unlearning``; see
+    :mod:`obliviate.data.templates`)."""
 
     target: str | None = None
     retain: str | None = None
     dtype: str = "float32"
     trust_remote_code: bool = False
+    template: str = "auto"
 
 
 @dataclass
@@ -187,6 +191,9 @@ def resolve_recipe(data: Mapping[str, Any] | None = None, *, method: str | None 
     recipe = Recipe(method=str(data.get("method") or "npo"), seed=scalars.seed, threads=scalars.threads,
                     out=data.get("out"), **sections, **axes)
     validate_components(recipe)
+    from obliviate.data.templates import check_template_name
+
+    check_template_name(recipe.model.template)
     return recipe
 
 

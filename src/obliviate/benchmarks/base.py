@@ -19,7 +19,8 @@ class BenchmarkData:
     ``eval_splits`` uses the roles ``forget``, ``retain``, ``real_authors``, ``world_facts``;
     ``holdout`` holds records no model was trained on. ``passages`` holds text records (``text``,
     ``prefix``, ``suffix``) under the roles ``forget``, ``retain`` and ``holdout`` for text metrics,
-    whatever the task; it is empty for a benchmark without passages.
+    whatever the task; it is empty for a benchmark without passages. ``max_new_tokens`` is the
+    greedy generation budget its answers need (``EvalConfig.max_new_tokens`` overrides it).
     """
 
     name: str
@@ -30,6 +31,7 @@ class BenchmarkData:
     holdout: list[dict] = field(default_factory=list)
     info: dict = field(default_factory=dict)
     passages: dict[str, list[dict]] = field(default_factory=dict)
+    max_new_tokens: int = 200
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,13 @@
 """Turn QA records into token ids with the prompt masked out of the loss, and text records into
 token ids for a full-sequence language-modelling loss.
 
-Prompts come from the tokenizer's chat template when it has one, else from the plain
-``Question: …\\nAnswer: `` template. Prompt and answer are encoded separately and concatenated so
-that the boundary (and so the label mask) is exact whatever the tokenizer merges across it. A text
-record is tokenised as one string (never prefix and suffix apart, which would change the tokens);
-the prefix/suffix cut is found from the character offsets instead.
+A QA pair is laid out by the tokenizer's prompt template (:mod:`obliviate.data.templates`) as one
+text and tokenised jointly, as a model is trained on it: the label mask starts at the first token
+that reaches past the prompt's last character, so a token straddling the boundary (a byte-level
+BPE's ``' The'`` after ``'Answer:'``, SentencePiece's ``'▁The'``) belongs to the answer and the
+tokens are those of the whole text. Generation prompts are the prompt part of that same encoding.
+A text record is tokenised as one string too; the prefix/suffix cut is found from the character
+offsets.
 """
 
 from __future__ import annotations
@@ -15,39 +17,35 @@ from typing import Any, Sequence
 
 import torch
 
-PLAIN_TEMPLATE = "Question: {question}\nAnswer: "
+from obliviate.data.templates import (  # noqa: F401  (re-exported)
+    PLAIN_TEMPLATE,
+    PromptTemplate,
+    render_pair,
+    render_prompt,
+    template_of,
+    uses_chat_template,
+)
+
 IGNORE_INDEX = -100
-
-
-def uses_chat_template(tokenizer: Any) -> bool:
-    return bool(getattr(tokenizer, "chat_template", None))
-
-
-def render_prompt(tokenizer: Any, question: str) -> str:
-    """The text the model sees before its answer."""
-    if uses_chat_template(tokenizer):
-        return tokenizer.apply_chat_template(
-            [{"role": "user", "content": question}], add_generation_prompt=True, tokenize=False)
-    return PLAIN_TEMPLATE.format(question=question)
+#: the answer a generation prompt is cut from when no reference answer is given (a common first
+#: word: real vocabularies hold it with its leading space, so the prompt keeps no trailing space)
+PLACEHOLDER_ANSWER = "The"
 
 
 def prompt_description(tokenizer: Any) -> str:
     """How prompts were built, for the run folder."""
-    return "chat template of the tokenizer" if uses_chat_template(tokenizer) else (
-        "plain template " + repr(PLAIN_TEMPLATE))
-
-
-def _prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
-    # A chat template already writes the special tokens it wants; a plain prompt gets the
-    # tokenizer's own (a BOS for most causal LMs, nothing for the embedded tokenizer).
-    return tokenizer(prompt, add_special_tokens=not uses_chat_template(tokenizer))["input_ids"]
+    template = template_of(tokenizer)
+    return f"template {template.name}: {template.description}"
 
 
 @dataclass
 class EncodedPair:
+    """``prompt_tokens``: how many leading tokens are the prompt (what generation is prompted with)."""
+
     input_ids: list[int]
     labels: list[int]
     fact_labels: list[int] | None = None
+    prompt_tokens: int = 0
 
     def as_dict(self) -> dict[str, list[int]]:
         out = {"input_ids": self.input_ids, "labels": self.labels}
@@ -56,30 +54,88 @@ class EncodedPair:
         return out
 
 
+def _tokenize(tokenizer: Any, text: str, add_special_tokens: bool) -> tuple[list[int], list | None]:
+    """Ids and character offsets (None for a tokenizer that cannot give offsets)."""
+    try:
+        enc = tokenizer(text, add_special_tokens=add_special_tokens, return_offsets_mapping=True)
+        return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+    except (NotImplementedError, ValueError, TypeError, KeyError):
+        return list(tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"]), None
+
+
+def _prompt_token_count(tokenizer: Any, ids: list[int], offsets: list | None, text: str, prompt_end: int,
+                        add_special_tokens: bool) -> int:
+    if offsets is not None:
+        for i, (_, end) in enumerate(offsets):
+            if end > prompt_end:
+                return i
+        return len(ids)
+    # no offsets: the tokens the whole text shares with the prompt tokenised alone
+    alone = tokenizer(text[:prompt_end], add_special_tokens=add_special_tokens)["input_ids"]
+    n = 0
+    while n < min(len(alone), len(ids)) and alone[n] == ids[n]:
+        n += 1
+    return n
+
+
 def encode_pair(tokenizer: Any, question: str, answer: str, *, fact_span: Sequence[int] | None = None,
-                max_length: int = 512, add_eos: bool = True) -> EncodedPair:
+                max_length: int = 512, add_eos: bool = True,
+                template: str | PromptTemplate | None = None) -> EncodedPair:
     """Encode one (question, answer): labels are the answer tokens (and EOS) only.
 
-    With ``fact_span`` (character offsets of the fact value in the answer), ``fact_labels`` keeps
-    only the tokens that overlap the fact value, for objectives that forget the value and not the
-    sentence frame around it.
+    The pair is rendered by ``template`` (default: the tokenizer's, see
+    :func:`obliviate.data.templates.template_of`) and tokenised as one text; EOS is appended unless
+    the text already ends with it. Sequences longer than ``max_length`` are cut on the right, so a
+    long prompt can leave no answer tokens (every label ignored). With ``fact_span`` (character
+    offsets of the fact value in the answer), ``fact_labels`` keeps only the tokens that overlap
+    the fact value, for objectives that forget the value and not the sentence frame around it.
     """
-    prompt = _prompt_ids(tokenizer, render_prompt(tokenizer, question))
-    enc = tokenizer(answer, add_special_tokens=False, return_offsets_mapping=fact_span is not None)
-    answer_ids = list(enc["input_ids"])
-    if add_eos and tokenizer.eos_token_id is not None:
-        answer_ids.append(tokenizer.eos_token_id)
-    input_ids = (prompt + answer_ids)[:max_length]
-    labels = ([IGNORE_INDEX] * len(prompt) + answer_ids)[:max_length]
+    rendered = render_pair(tokenizer, question, answer, template_of(tokenizer, template))
+    ids, offsets = _tokenize(tokenizer, rendered.text, rendered.add_special_tokens)
+    n_prompt = _prompt_token_count(tokenizer, ids, offsets, rendered.text, rendered.prompt_end,
+                                   rendered.add_special_tokens)
+    eos = tokenizer.eos_token_id
+    if add_eos and eos is not None and (len(ids) == n_prompt or ids[-1] != eos):
+        ids.append(eos)
+        if offsets is not None:
+            offsets.append((len(rendered.text), len(rendered.text)))
+    labels = [IGNORE_INDEX] * n_prompt + ids[n_prompt:]
     fact_labels = None
     if fact_span is not None:
-        start, end = fact_span
-        in_fact = [s < end and e > start for s, e in enc["offset_mapping"]]
-        if add_eos and tokenizer.eos_token_id is not None:
-            in_fact.append(False)
-        fact_labels = ([IGNORE_INDEX] * len(prompt)
-                       + [t if keep else IGNORE_INDEX for t, keep in zip(answer_ids, in_fact)])[:max_length]
-    return EncodedPair(input_ids, labels, fact_labels)
+        if offsets is None:
+            raise ValueError("fact_span needs a fast tokenizer (character offsets)")
+        start, end = rendered.answer_start + fact_span[0], rendered.answer_start + fact_span[1]
+        fact_labels = [t if i >= n_prompt and s < end and e > start else IGNORE_INDEX
+                       for i, (t, (s, e)) in enumerate(zip(ids, offsets))]
+        fact_labels = fact_labels[:max_length]
+    return EncodedPair(ids[:max_length], labels[:max_length], fact_labels, min(n_prompt, max_length))
+
+
+def encode_prompt(tokenizer: Any, question: str, answer: str | None = None, *, max_length: int = 512,
+                  template: str | PromptTemplate | None = None) -> list[int]:
+    """The generation prompt of ``question``: exactly the prompt part of the joint encoding of the
+    pair with ``answer`` (its reference answer, which decides only whether a token at the boundary
+    is the answer's; a placeholder when None)."""
+    enc = encode_pair(tokenizer, question, PLACEHOLDER_ANSWER if answer is None else answer,
+                      max_length=max_length, add_eos=False, template=template)
+    return enc.input_ids[:enc.prompt_tokens]
+
+
+def prompt_examples(tokenizer: Any, records: Sequence[dict], n: int = 3) -> dict[str, Any]:
+    """The exact rendered prompt (text, tokens and ids) of the first ``n`` QA records, for the run
+    folder: what the model was scored and prompted with."""
+    template = template_of(tokenizer)
+    items = []
+    for record in [r for r in records if "question" in r][:n]:
+        rendered = render_pair(tokenizer, record["question"], record["answer"], template)
+        enc = encode_pair(tokenizer, record["question"], record["answer"], template=template)
+        k = enc.prompt_tokens
+        items.append({"question": record["question"], "answer": record["answer"],
+                      "text": rendered.text, "prompt_text": rendered.text[:rendered.prompt_end],
+                      "prompt_tokens": tokenizer.convert_ids_to_tokens(enc.input_ids[:k]),
+                      "prompt_ids": enc.input_ids[:k],
+                      "answer_tokens": tokenizer.convert_ids_to_tokens(enc.input_ids[k:])})
+    return {"template": template.as_dict(), "items": items}
 
 
 @dataclass

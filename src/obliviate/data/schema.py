@@ -7,8 +7,11 @@ any model is loaded, and everything downstream can rely on clean, normalised dic
 QA records (TOFU-compatible) need ``question`` (non-empty str) and ``answer`` (str); optional are
 ``paraphrased_question`` and ``paraphrased_answer`` (str), ``perturbed_answer`` (non-empty list of
 str; a single str is wrapped into a list) and ``fact_span`` (``[start, end)`` character span of
-the fact value inside ``answer``). Text records need ``text``, or ``prefix`` and ``suffix``.
-Fields the schema does not know are kept untouched.
+the fact value inside ``answer``). Instruction records (Alpaca's ``instruction``, optional
+``input``, ``output``: the format of Ext-Sub's expert and anti-expert data) are QA records: the
+question is the instruction and input joined by a space (Ext-Sub's prompt), the answer the output.
+Text records need ``text``, or ``prefix`` and ``suffix``. Fields the schema does not know are kept
+untouched.
 """
 
 from __future__ import annotations
@@ -25,8 +28,9 @@ QA_REQUIRED: tuple[str, ...] = ("question", "answer")
 QA_OPTIONAL_STR: tuple[str, ...] = ("paraphrased_question", "paraphrased_answer")
 QA_OPTIONAL: tuple[str, ...] = QA_OPTIONAL_STR + ("perturbed_answer", "fact_span")
 TEXT_FIELDS: tuple[str, ...] = ("text", "prefix", "suffix")
+INSTRUCTION_FIELDS: tuple[str, ...] = ("instruction", "input", "output")
 # Fields whose value is always a string: loaders must never reinterpret such a cell (e.g. as JSON).
-STRING_FIELDS: frozenset[str] = frozenset(QA_REQUIRED + QA_OPTIONAL_STR + TEXT_FIELDS)
+STRING_FIELDS: frozenset[str] = frozenset(QA_REQUIRED + QA_OPTIONAL_STR + TEXT_FIELDS + INSTRUCTION_FIELDS)
 # Fields whose value is a list; flat formats (CSV) store them as JSON text.
 LIST_FIELDS: frozenset[str] = frozenset(("perturbed_answer", "fact_span"))
 
@@ -62,7 +66,7 @@ def detect_kind(record: Mapping[str, Any], *, where: str = "record") -> RecordKi
             f"{where}: expected an object with named fields, found {_type_name(record)} "
             f"({_short(record)}); write each record as a JSON object / table row"
         )
-    if "question" in record:
+    if "question" in record or ("instruction" in record and "output" in record):
         return "qa"
     if "text" in record or "prefix" in record or "suffix" in record:
         return "text"
@@ -168,6 +172,21 @@ def _validate_text(rec: dict[str, Any], where: str) -> dict[str, Any]:
     return rec
 
 
+def _from_instruction(record: dict[str, Any], where: str) -> dict[str, Any]:
+    """An Alpaca-style record as a QA record (question = instruction + input, answer = output)."""
+    if "question" in record or "instruction" not in record:
+        return record
+    for field in ("instruction", "output"):
+        if not isinstance(record.get(field), str):
+            raise DataError(f"{where}: instruction records need string 'instruction' and 'output' fields "
+                            f"({field!r} is {_type_name(record.get(field))})")
+    extra = record.get("input") or ""
+    if not isinstance(extra, str):
+        raise DataError(f"{where}: field 'input' must be a string, found {_type_name(extra)}")
+    rest = {k: v for k, v in record.items() if k not in INSTRUCTION_FIELDS}
+    return {**rest, "question": f"{record['instruction']} {extra}".strip(), "answer": record["output"]}
+
+
 def validate_records(
     records: Iterable[Mapping[str, Any]],
     kind: RecordKind | str,
@@ -195,7 +214,7 @@ def validate_records(
         for key in record:
             if not isinstance(key, str):
                 raise DataError(f"{where}: field name {_short(key)} is not a string; use text field names")
-        out.append(check(dict(record), where))
+        out.append(check(_from_instruction(dict(record), where) if kind == "qa" else dict(record), where))
     if not out:
         raise DataError(
             f"{source}: no records (the split is empty); point to a file, folder or split "

@@ -23,7 +23,8 @@ def evaluate_deficiency(model: Any, tokenizer: Any, eval_records: Sequence[dict]
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     if not eval_records:
         raise ValueError("no evaluation records")
-    gens = generate_answers(model, tokenizer, [r["question"] for r in eval_records], max_new_tokens=max_new_tokens,
+    gens = generate_answers(model, tokenizer, [r["question"] for r in eval_records],
+                            answers=[r["answer"] for r in eval_records], max_new_tokens=max_new_tokens,
                             batch_size=batch_size, desc="generating", show_progress=show_progress)
     rate = (toxic_rate(gens, insult_words()) if kind == "toxic"
             else untruthful_rate(gens, [r["value"] for r in eval_records], [r["wrong_values"] for r in eval_records]))

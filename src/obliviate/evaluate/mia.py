@@ -63,10 +63,13 @@ def gradient_norms(model: Any, tokenizer: Any, pairs: Sequence[tuple[str, str]],
 
 def add_reference_scores(items: list[dict], reference_items: Sequence[Mapping]) -> None:
     """Reference score = item avg NLL − the reference (retain) model's avg NLL on the same item."""
-    if len(reference_items) != len(items):
+    by_index = {r.get("index", n): r for n, r in enumerate(reference_items)}
+    pairs = [(item, by_index.get(item.get("index"))) for item in items]
+    pairs = [(item, ref) for item, ref in pairs if ref is not None and ref.get("avg_nll") is not None]
+    if len(pairs) != len(items):  # the reference scored other items (or excluded some): no Reference score
         return
-    ref = metrics.reference_score([i["avg_nll"] for i in items], [r["avg_nll"] for r in reference_items])
-    for item, value in zip(items, ref):
+    ref = metrics.reference_score([i["avg_nll"] for i, _ in pairs], [r["avg_nll"] for _, r in pairs])
+    for (item, _), value in zip(pairs, ref):
         item["mia"]["reference"] = float(value)
 
 
@@ -74,6 +77,8 @@ def mia_summary(forget: Sequence[Mapping], holdout: Sequence[Mapping],
                 reference_auc_min_k: float | None) -> dict[str, float]:
     """AUC of forget vs holdout for every score both splits have, and privleak (Min-K%)."""
     out: dict[str, float] = {}
+    forget = [i for i in forget if "excluded" not in i]  # items without answer tokens have no score
+    holdout = [i for i in holdout if "excluded" not in i]
     if not forget or not holdout:
         return out
     for name in SCORES:

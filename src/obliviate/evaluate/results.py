@@ -30,7 +30,10 @@ def load_forget_truth_ratios(folder: str | Path) -> list[float]:
             if not line.strip():
                 continue
             try:
-                ratios.append(float(json.loads(line)["truth_ratio"]))
+                item = json.loads(line)
+                if isinstance(item, dict) and "excluded" in item:
+                    continue  # no answer tokens after truncation: no truth ratio
+                ratios.append(float(item["truth_ratio"]))
             except (ValueError, KeyError, TypeError):
                 raise DataError(f"{path}: line {n}: no numeric 'truth_ratio'; was this split "
                                 "evaluated with perturbed answers?") from None

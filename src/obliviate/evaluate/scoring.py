@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import torch
 
-from obliviate.data.encoding import encode_pair, pad_batch, render_prompt
+from obliviate.data.encoding import encode_pair, encode_prompt, pad_batch, template_of
 from obliviate.logprobs import sequence_nll, token_correct, token_logprob_stats
 from obliviate.progress import progress
 
@@ -30,8 +30,14 @@ class PairScore:
     token_sigma: list[float] | None = None
 
     @property
+    def empty(self) -> bool:
+        """No answer token was scored (the sequence was cut at ``max_length`` inside the prompt)."""
+        return self.n_tokens == 0
+
+    @property
     def avg_nll(self) -> float:
-        return self.sum_nll / max(self.n_tokens, 1)
+        """Mean answer-token NLL; NaN for an empty answer (never 0, which would read as certain)."""
+        return self.sum_nll / self.n_tokens if self.n_tokens else float("nan")
 
 
 def _device(model: Any) -> torch.device:
@@ -69,27 +75,31 @@ def score_pairs(model: Any, tokenizer: Any, pairs: Sequence[tuple[str, str]], *,
     return results  # type: ignore[return-value]
 
 
-@torch.no_grad()
-def generate_answers(model: Any, tokenizer: Any, questions: Sequence[str], *, max_new_tokens: int = 32,
-                     batch_size: int = 64, desc: str = "generating", show_progress: bool = True) -> list[str]:
-    """Greedy answers, batched with left padding, cut at EOS."""
-    prompts = [render_prompt(tokenizer, q) for q in questions]
-    add_special = not getattr(tokenizer, "chat_template", None)
-    encoded = [tokenizer(p, add_special_tokens=add_special)["input_ids"] for p in prompts]
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-    answers: list[str] = [""] * len(encoded)
-    was_training = model.training
-    model.eval()
-    device = _device(model)
-    for start in progress(range(0, len(order), batch_size), desc=desc, disable=not show_progress):
-        idx = order[start:start + batch_size]
-        batch = pad_batch([{"input_ids": encoded[i]} for i in idx], tokenizer.pad_token_id, side="left")
-        out = model.generate(input_ids=batch["input_ids"].to(device),
-                             attention_mask=batch["attention_mask"].to(device),
-                             max_new_tokens=max_new_tokens, do_sample=False,
-                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-        new_tokens = out[:, batch["input_ids"].shape[1]:]
-        for row, i in enumerate(idx):
-            answers[i] = tokenizer.decode(new_tokens[row], skip_special_tokens=True).strip()
-    model.train(was_training)
-    return answers
+def generate_answers(model: Any, tokenizer: Any, questions: Sequence[str], *, answers: Sequence[str] | None = None,
+                     max_new_tokens: int = 32, batch_size: int = 64, max_length: int = 512,
+                     desc: str = "generating", show_progress: bool = True) -> list[str]:
+    """Greedy answers (every decoding setting explicit, see :mod:`obliviate.generation`), batched
+    with left padding, cut at the first stop token (the tokenizer's EOS or any of the model's).
+
+    Each prompt is the prompt part of the joint encoding scoring uses (with the reference
+    ``answers`` when given), so generation starts from exactly the tokens the model was trained
+    and scored on. A template's ``answer_prefix`` (``tofu-phi``'s ``Answer:``) is removed from
+    the start of a generation.
+    """
+    from obliviate.generation import stop_token_ids
+    from obliviate.memorisation import generate_continuations
+
+    template = template_of(tokenizer)
+    refs = list(answers) if answers is not None else [None] * len(questions)
+    prompts = [encode_prompt(tokenizer, q, a, max_length=max_length) for q, a in zip(questions, refs)]
+    ids = generate_continuations(model, prompts, max_new_tokens=max_new_tokens, pad_id=tokenizer.pad_token_id,
+                                 eos_id=stop_token_ids(model, tokenizer.eos_token_id), batch_size=batch_size,
+                                 desc=desc, show_progress=show_progress)
+    prefix = template.answer_prefix.strip()
+    out = []
+    for row in ids:
+        text = tokenizer.decode(row, skip_special_tokens=True).strip()
+        if prefix and text.startswith(prefix):
+            text = text[len(prefix):].strip()
+        out.append(text)
+    return out

@@ -9,7 +9,7 @@ per-item forget truth ratios (see :func:`forget_quality_against`).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -23,20 +23,39 @@ SPLIT_PREFIX = {"forget": "forget", "retain": "retain", "real_authors": "ra", "w
 
 # splits whose items get membership-inference scores (forget vs never-trained holdout)
 MIA_SPLITS = ("forget", "holdout")
+#: greedy generation budget when neither the config nor a benchmark sets one (TOFU's)
+DEFAULT_MAX_NEW_TOKENS = 200
+EXCLUDED = "no answer tokens left after truncation to max_length"
 
 
 @dataclass
 class EvalConfig:
-    """``mia``: membership-inference scores on forget and holdout (``gradnorm`` adds a backward pass
-    per item); ``passages``: MA / EL / perplexity on the benchmark's passages, when it has them."""
+    """``max_new_tokens``: greedy generation budget; None: the benchmark's
+    (:attr:`~obliviate.benchmarks.BenchmarkData.max_new_tokens`, see :func:`for_benchmark`).
+    ``max_length``: tokens per scored sequence (prompt + answer); an item whose answer is cut
+    away entirely is excluded from the aggregates and counted. ``mia``: membership-inference
+    scores on forget and holdout (``gradnorm`` adds a backward pass per item); ``passages``: MA / EL
+    / perplexity on the benchmark's passages, when it has them."""
 
     batch_size: int = 64
-    max_new_tokens: int = 32
+    max_new_tokens: int | None = None
+    max_length: int = 512
     mia: bool = True
     mia_k: float = 0.4
     gradnorm: bool = True
     passages: bool = True
     el_n: int = 10
+
+
+def for_benchmark(config: EvalConfig, max_new_tokens: int | None) -> EvalConfig:
+    """``config`` with the benchmark's generation budget where the config leaves it unset."""
+    if config.max_new_tokens is not None or max_new_tokens is None:
+        return config
+    return replace(config, max_new_tokens=int(max_new_tokens))
+
+
+def _max_new_tokens(config: EvalConfig) -> int:
+    return DEFAULT_MAX_NEW_TOKENS if config.max_new_tokens is None else int(config.max_new_tokens)
 
 
 @dataclass
@@ -76,16 +95,22 @@ def evaluate_split(model: Any, tokenizer: Any, split: str, records: Sequence[Map
         pairs.extend((q, p) for p in perturbed)
         slots.append((base, base + 1, list(range(base + 2, base + 2 + len(perturbed)))))
     with_mia = config.mia and split in MIA_SPLITS
-    scores = score_pairs(model, tokenizer, pairs, batch_size=config.batch_size,
+    scores = score_pairs(model, tokenizer, pairs, batch_size=config.batch_size, max_length=config.max_length,
                          desc=f"scoring {split}", show_progress=show_progress, token_stats=with_mia)
     generations = generate_answers(model, tokenizer, [r["question"] for r in records],
-                                   max_new_tokens=config.max_new_tokens, batch_size=config.batch_size,
+                                   answers=[r["answer"] for r in records], max_new_tokens=_max_new_tokens(config),
+                                   batch_size=config.batch_size, max_length=config.max_length,
                                    desc=f"generating {split}", show_progress=show_progress)
     rouge = metrics.rouge_l_recall(generations, [r["answer"] for r in records])
 
     items: list[dict] = []
     for i, (rec, (a, c, ps), gen, rl) in enumerate(zip(records, slots, generations, rouge)):
         answer = scores[a]
+        if any(scores[k].empty for k in (a, c, *ps)):
+            # an answer cut away entirely has no probability (exp(-0/0) is not 1): excluded, counted
+            items.append({"index": i, "question": rec["question"], "answer": rec["answer"], "generation": gen,
+                          "n_tokens": answer.n_tokens, "excluded": EXCLUDED})
+            continue
         # open-unlearning drops the final EOS position from the memorisation metrics
         flags = answer.token_correct[:-1] if len(answer.token_correct) > 1 else answer.token_correct
         item = {
@@ -102,8 +127,11 @@ def evaluate_split(model: Any, tokenizer: Any, split: str, records: Sequence[Map
             item["truth_ratio"] = float(metrics.truth_ratio([scores[c].avg_nll], [wrong])[0])
             item["prob_normalised"] = float(metrics.normalized_probability([answer.avg_nll], [wrong])[0])
         items.append(item)
-    if with_mia and items:
-        _add_mia(model, tokenizer, items, [scores[a] for a, _, _ in slots], config, reference_items)
+    scored = [(item, scores[a]) for item, (a, _, _) in zip(items, slots) if "excluded" not in item]
+    if reference_items is not None and len(reference_items) != len(items):
+        reference_items = None  # the reference scored other items
+    if with_mia and scored:
+        _add_mia(model, tokenizer, [item for item, _ in scored], [s for _, s in scored], config, reference_items)
     return SplitResult(items, _aggregate(split, items))
 
 
@@ -111,8 +139,8 @@ def _add_mia(model: Any, tokenizer: Any, items: list[dict], answer_scores: Seque
              reference_items: Sequence[Mapping] | None) -> None:
     from obliviate.evaluate.mia import add_reference_scores, gradient_norms, item_scores
 
-    norms = (gradient_norms(model, tokenizer, [(i["question"], i["answer"]) for i in items])
-             if config.gradnorm else None)
+    norms = (gradient_norms(model, tokenizer, [(i["question"], i["answer"]) for i in items],
+                            max_length=config.max_length) if config.gradnorm else None)
     rows = item_scores([s.avg_nll for s in answer_scores], [i["answer"] for i in items],
                        [s.token_logps for s in answer_scores], [s.token_mu for s in answer_scores],
                        [s.token_sigma for s in answer_scores], k=config.mia_k, gradnorms=norms)
@@ -123,8 +151,15 @@ def _add_mia(model: Any, tokenizer: Any, items: list[dict], answer_scores: Seque
 
 
 def _aggregate(split: str, items: list[dict]) -> dict[str, float]:
+    """TOFU's split aggregates over the scored items; ``<prefix>_n_excluded`` counts the items
+    left out because truncation left them no answer token."""
     prefix = SPLIT_PREFIX.get(split, split)
-    out: dict[str, float] = {f"{prefix}_Q_A_ROUGE": float(np.mean([i["rougeL_recall"] for i in items]))}
+    excluded = sum("excluded" in i for i in items)
+    items = [i for i in items if "excluded" not in i]
+    out: dict[str, float] = {f"{prefix}_n_excluded": excluded}
+    if not items:
+        return out
+    out[f"{prefix}_Q_A_ROUGE"] = float(np.mean([i["rougeL_recall"] for i in items]))
     if split in ("real_authors", "world_facts"):
         out[f"{prefix}_Q_A_Prob_normalised"] = float(np.mean([i["prob_normalised"] for i in items]))
     else:
@@ -146,6 +181,9 @@ def evaluate_model(model: Any, tokenizer: Any, eval_splits: Mapping[str, Sequenc
     """Evaluate every split, then model utility, membership inference (forget vs ``holdout``) and
     passage memorisation; forget quality, the Reference MIA score and privleak need the retain
     model's evaluation (``retain_result``; or just its forget truth ratios)."""
+    from obliviate.data.templates import template_of
+    from obliviate.generation import settings, stop_token_ids
+
     config = config or EvalConfig()
     started = time.perf_counter()
     splits = {}
@@ -177,5 +215,7 @@ def evaluate_model(model: Any, tokenizer: Any, eval_splits: Mapping[str, Sequenc
         for role, rows in passage_items.items():
             splits[f"{role}_passages"] = SplitResult(rows, {})
     summary = {"metrics": aggregates, "timings": {"evaluate_s": round(time.perf_counter() - started, 3)},
-               "eval_config": vars(config)}
+               "eval_config": {**vars(config), "max_new_tokens": _max_new_tokens(config)},
+               "template": template_of(tokenizer).name,
+               "generation": settings(_max_new_tokens(config), stop_token_ids(model, tokenizer.eos_token_id))}
     return EvalResult(splits, summary)

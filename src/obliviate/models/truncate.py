@@ -180,12 +180,9 @@ def truncated_copy(model: Any, k: int) -> Any:
 
 def _linear_targets(model: Any) -> list[str]:
     """Names of every linear layer (``nn.Linear`` and transformers' ``Conv1D``) except the output head."""
-    import torch
-    from transformers.pytorch_utils import Conv1D
+    from obliviate.models.lora_targets import linear_layers
 
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    return sorted(name for name, module in model.named_modules()
-                  if isinstance(module, (torch.nn.Linear, Conv1D)) and module is not head)
+    return linear_layers(model)
 
 
 def assistant_with_lora(model: Any, k: int, r: int = 32, alpha: float = 32, dropout: float = 0.05) -> Any:

@@ -42,11 +42,11 @@ def format_value(key: str, value: float | None) -> str:
 
 
 def comparison_table(rows: Mapping[str, Mapping[str, float]],
-                     columns: list[tuple[str, str, str]] | None = None) -> str:
+                     columns: list[tuple[str, str, str]] | None = None, label: str = "model") -> str:
     """A Markdown table (also readable in a terminal) with one row per evaluated model; columns no
     model has are left out."""
     columns = [c for c in (columns or TABLE_COLUMNS) if any(c[0] in m for m in rows.values())] or TABLE_COLUMNS
-    header = ["model"] + [title for _, title, _ in columns]
+    header = [label] + [title for _, title, _ in columns]
     lines = [header] + [[label] + [format_value(k, metrics.get(k)) for k, _, _ in columns]
                         for label, metrics in rows.items()]
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
@@ -72,6 +72,6 @@ def requests_table(rows: list[dict]) -> str:
         label = f"{row['id']} ({row.get('method')}, {row.get('n_records')} records)"
         keyed[label] = row.get("metrics") or {}
     columns = [c for c in TABLE_COLUMNS if c[0].startswith("forget")]
-    table = comparison_table(keyed, columns)
+    table = comparison_table(keyed, columns, label="request")
     missing = [f"{row['id']}: {row['status']}" for row in rows if row.get("status") != "ok"]
     return table + ("\n" + "\n".join(missing) if missing else "")

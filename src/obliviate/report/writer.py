@@ -80,6 +80,12 @@ def _unlearning_section(info: Mapping[str, Any]) -> list[str]:
         lines.append(f"- scope: {scope.get('score')} mask, {scope['selected']:,} of {scope['total']:,} weights "
                      f"trainable ({scope['fraction']:.4f}), computed in {scope.get('mask_seconds', 0):.2f} s; "
                      "per layer: " + ", ".join(f"{k} {v:.3f}" for k, v in (scope.get("per_layer") or {}).items()))
+    if scope.get("targets_from"):
+        why = {"peft-default": f"peft's default for {scope.get('model_type') or 'this model type'}",
+               "all-linear": "all-linear: every linear layer but the output head",
+               "recipe": "named in the recipe"}.get(scope["targets_from"], scope["targets_from"])
+        lines.append(f"- scope: LoRA r {scope.get('r')} on {', '.join(scope.get('target_modules') or [])} "
+                     f"({why}), {scope.get('adapted_layers', 0)} layers")
     assistant = scope.get("assistant") or {}
     if assistant.get("layers") is not None or assistant.get("path"):
         made = (f"the target's first {assistant['layers']} of {assistant.get('base_layers', '?')} layers"

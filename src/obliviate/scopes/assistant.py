@@ -51,7 +51,9 @@ class AssistantScope(Scope):
         assistant = assistant_with_lora(model, k, r=self.config.r, alpha=self.config.alpha,
                                         dropout=self.config.dropout)
         self.info = {"layers": k, "of_layers": n, "assistant": provenance(model, k),
-                     "assistant_parameters": sum(p.numel() for p in assistant.parameters())}
+                     "assistant_parameters": sum(p.numel() for p in assistant.parameters()),
+                     "target_modules": sorted({name.rsplit(".", 1)[-1]
+                                                 for name in assistant.peft_config["default"].target_modules})}
         return assistant
 
     def save(self, model: Any, folder: Path, *, base_path: str | None = None) -> None:

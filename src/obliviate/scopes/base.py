@@ -1,4 +1,5 @@
-"""Scopes decide which parameters move. ``full`` trains all of them; ``lora`` trains a peft LoRA;
+"""Scopes decide which parameters move. ``full`` trains all of them; ``lora`` trains a peft LoRA
+(on the architecture's default modules unless the recipe names them: ``obliviate.models.lora_targets``);
 ``wagle`` (``scopes/wagle.py``) updates only the weights its attribution ranks highest.
 
 A scope wraps the model before training (:meth:`Scope.prepare`, which may read the encoded
@@ -10,10 +11,11 @@ or only the adapter. ``info`` holds what the run summary should record about it.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Iterator
 
 import torch
 
@@ -79,6 +81,18 @@ class Scope:
 SCOPES: Registry[Scope] = Registry("scope")
 
 
+@contextlib.contextmanager
+def eval_mode(module: Any) -> Iterator[None]:
+    """Reference passes run without dropout even while the trained model is in training mode
+    (a reference with dropout on differs between two calls on the same input)."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
+
+
 @SCOPES.register("full")
 class FullScope(Scope):
     """All parameters are trainable."""
@@ -94,7 +108,18 @@ class LoraConfig:
     r: int = 8
     alpha: int = 16
     dropout: float = 0.0
-    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])
+    #: module names; empty = the architecture's default (peft's per-model default, else all-linear)
+    target_modules: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.r < 1 or self.alpha <= 0:
+            raise ValueError("r must be at least 1 and alpha positive")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if isinstance(self.target_modules, str):
+            self.target_modules = [self.target_modules]
+        if self.target_modules is None:
+            self.target_modules = []
 
 
 @SCOPES.register("lora")
@@ -104,16 +129,18 @@ class LoraScope(Scope):
     Config = LoraConfig
 
     def prepare(self, model: Any, data: ScopeData | None = None) -> Any:
-        from peft import LoraConfig as PeftLoraConfig, get_peft_model
+        from obliviate.models.lora_targets import apply_lora, resolve_lora_targets
 
-        cfg = PeftLoraConfig(r=self.config.r, lora_alpha=self.config.alpha, lora_dropout=self.config.dropout,
-                             target_modules=list(self.config.target_modules), task_type="CAUSAL_LM")
-        return get_peft_model(model, cfg)
+        # checked before anything trains: a name that matches no module is a one-line error
+        targets = resolve_lora_targets(model, list(self.config.target_modules or []))
+        wrapped = apply_lora(model, targets, r=self.config.r, alpha=self.config.alpha, dropout=self.config.dropout)
+        self.info = {**targets.info(), "r": self.config.r, "alpha": self.config.alpha}
+        return wrapped
 
     def reference_logits(self, model: Any) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
         # The frozen base is already in memory: disabling the adapter gives it back for free.
         @torch.no_grad()
         def logits(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-            with model.disable_adapter():
+            with model.disable_adapter(), eval_mode(model):
                 return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         return logits

@@ -37,7 +37,7 @@ from obliviate.models.bottleneck import (
     hidden_size,
     save_adapter_folder,
 )
-from obliviate.scopes.base import SCOPES, Scope, ScopeData
+from obliviate.scopes.base import SCOPES, Scope, ScopeData, eval_mode
 
 
 @dataclass
@@ -97,7 +97,7 @@ class EULScope(Scope):
     def reference_logits(self, model: Any) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
         @torch.no_grad()
         def logits(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-            with adapters_disabled(model):
+            with adapters_disabled(model), eval_mode(model):
                 return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         return logits
 

@@ -21,7 +21,7 @@ from typing import Any, Callable
 import torch
 
 from obliviate.errors import ConfigError
-from obliviate.scopes.base import SCOPES, Scope, ScopeData
+from obliviate.scopes.base import SCOPES, Scope, ScopeData, eval_mode
 
 
 @dataclass
@@ -74,7 +74,8 @@ class OffsetScope(Scope):
         # The frozen target is the reference: no copy needed.
         @torch.no_grad()
         def logits(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-            return model.base(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            with eval_mode(model.base):
+                return model.base(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         return logits
 
     def trainable_parameters(self, model: Any) -> int:

@@ -277,7 +277,8 @@ def mask_summary(masks: dict[str, torch.Tensor]) -> dict[str, Any]:
     per_layer: dict[str, list[int]] = {}
     for name, m in masks.items():
         parts = name.split(".")
-        key = next((f"layer {parts[i + 1]}" for i, p in enumerate(parts[:-1]) if p == "layers"), "other")
+        # the first index in the name is the decoder layer's (``layers.3``, GPT-2's ``h.3``)
+        key = next((f"layer {p}" for p in parts[:-1] if p.isdigit()), "other")
         acc = per_layer.setdefault(key, [0, 0])
         acc[0] += int(m.sum())
         acc[1] += m.numel()
