@@ -4,7 +4,8 @@ On `authors` (forget10's authors split into three disjoint requests: 3, 4 and 3 
 default size),
 with the same target model: one EUL adapter per request (`obliviate unlearn --method eul`), one
 adapter trained on the union of the three sets, the three per-request adapters fused in closed
-form (`obliviate compose fuse`), and the forget10 retain model as retraining from scratch. Per
+form (`obliviate compose fuse`, on the forget sets' Grams as the paper, and with `--grams
+forget+retain`), and the forget10 retain model as retraining from scratch. Per
 model and request set: forget quality (against the retain model on that set), forget answer
 probability and ROUGE-L; and model utility. Medians and ranges over training seeds. Writes
 bench/results/eul.json.
@@ -92,7 +93,7 @@ def main() -> None:
                                          for i, s in enumerate(m["sets"])) + f"  MU {m['model_utility']:.3f}",
               flush=True)
 
-    per_seed: dict[str, list[dict]] = {"separate": [], "union": [], "fused": []}
+    per_seed: dict[str, list[dict]] = {"separate": [], "union": [], "fused": [], "fused+retain": []}
     seconds: dict[str, list[float]] = {"per_request": [], "union": [], "fuse": []}
     for seed in args.seeds:
         run_overrides = [*overrides, f"seed={seed}"]
@@ -116,6 +117,8 @@ def main() -> None:
         api.compose_fuse(folders, out=work / f"seed{seed}-fused")
         seconds["fuse"].append(time.perf_counter() - started)
         per_seed["fused"].append(measure(load_model(work / f"seed{seed}-fused")))
+        api.compose_fuse(folders, out=work / f"seed{seed}-fused-retain", grams="forget+retain")
+        per_seed["fused+retain"].append(measure(load_model(work / f"seed{seed}-fused-retain")))
         for name in per_seed:
             m = per_seed[name][-1]
             print(f"seed {seed} {name:<9} " + "  ".join(
@@ -129,7 +132,7 @@ def main() -> None:
             "model_utility": spread([r["model_utility"] for r in rows])}
     summary["separate"]["off_diagonal_prob"] = spread([p for r in per_seed["separate"] for p in r["off_diagonal_prob"]])
     print("\nmedian [min, max] over seeds " + ", ".join(map(str, args.seeds)))
-    for name in ("target", "retrain", "separate", "union", "fused"):
+    for name in ("target", "retrain", *per_seed):
         if name in fixed:
             m = fixed[name]
             cells = [f"{s['forget_Q_A_Prob']:.3f} / {s['forget_quality']:.1e}" for s in m["sets"]]

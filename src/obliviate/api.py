@@ -70,7 +70,9 @@ class UnlearnResult:
 
 
 def _unlearn_loaded(model: Any, tokenizer: Any, forget: Sequence[dict], retain: Sequence[dict],
-                    recipe: Recipe, show_progress: bool) -> tuple[Any, Any, Any]:
+                    recipe: Recipe, show_progress: bool, seed: int | None = None) -> tuple[Any, Any, Any]:
+    """Unlearn on a loaded model; ``seed`` (default the recipe's) seeds training: data order, IDK
+    draws, a scope's initialisation."""
     from obliviate.train.unlearn import unlearn_model
 
     if not forget:
@@ -85,8 +87,8 @@ def _unlearn_loaded(model: Any, tokenizer: Any, forget: Sequence[dict], retain: 
                         "or set objective.retain_loss=none")
     base = model
     outcome = unlearn_model(model, tokenizer, forget, retain, objective=objective, scope=scope,
-                            schedule=schedule, training=recipe.training, seed=recipe.seed,
-                            show_progress=show_progress)
+                            schedule=schedule, training=recipe.training,
+                            seed=recipe.seed if seed is None else seed, show_progress=show_progress)
     outcome.composition = composition
     return composition.compose(outcome.model, base), scope, outcome
 
@@ -128,6 +130,9 @@ def unlearn(model: str | os.PathLike, forget: str | os.PathLike | Sequence[dict]
     """Unlearn ``forget`` from the model at ``model`` (a folder or hub id) and save it to ``out``.
 
     ``forget``/``retain`` are record lists or anything :func:`obliviate.data.load_records` reads.
+    ``recipe`` (a :class:`~obliviate.recipe.Recipe`, YAML path or dict) defaults to none: the
+    method's paper defaults (``method``, NPO when None) and the default training settings, not the
+    embedded benchmark's recipe (see ``docs/recipes.md``, "How a recipe is resolved").
     The saved folder's ``requests.json`` lists the requests it honours: the model's own (when it
     has a ledger) and this one (``request_id``, default ``req-`` + the forget set's hash).
     """
@@ -245,13 +250,17 @@ def evaluate(model: str | os.PathLike | Any, *, benchmark: str = "authors", forg
     """Evaluate a model (folder, hub id or loaded model) on a benchmark's TOFU-style splits.
 
     Forget quality is computed when a retain model (``retain_model``) or its saved evaluation
-    (``retain_results``) is given. ``max_new_tokens`` defaults to the benchmark's (TOFU 200,
-    authors 32); ``template`` names the prompt template (default ``auto``, see
-    :mod:`obliviate.data.templates`).
+    (``retain_results``, a folder written with ``out``) is given. Saved results must come from the
+    same benchmark, forget split, size and seed (size and seed where the benchmark uses them) and
+    hold the same forget questions, else :class:`~obliviate.errors.ConfigError`; the summary
+    records which were used (``retain_results``: path, benchmark, forget split, size, seed,
+    source, template). ``max_new_tokens`` defaults to the benchmark's (TOFU 200, authors 32);
+    ``template`` names the prompt template (default ``auto``, see :mod:`obliviate.data.templates`).
     """
     from obliviate.benchmarks import load_benchmark
     from obliviate.data.templates import check_template_name, set_template
-    from obliviate.evaluate.results import load_eval_result, save_eval_result
+    from obliviate.evaluate.results import (check_retain_results, load_eval_result, save_eval_result,
+                                            saved_provenance)
     from obliviate.evaluate.tofu import EvalConfig, evaluate_model, for_benchmark
     from obliviate.models.loading import load_model, load_tokenizer
 
@@ -268,9 +277,12 @@ def evaluate(model: str | os.PathLike | Any, *, benchmark: str = "authors", forg
         raise ConfigError("evaluate: a loaded model needs its tokenizer (tokenizer=...)")
     if template is not None:
         set_template(tokenizer, template)
-    retain_eval = None
+    retain_eval, retain_info = None, None
     if retain_results:
         retain_eval = load_eval_result(retain_results)
+        retain_info = saved_provenance(retain_results, retain_eval.summary)
+        check_retain_results(retain_eval, retain_info, benchmark=benchmark, forget_split=forget_split, size=size,
+                             seed=seed, eval_splits=splits, size_matters="size" in data.info)
     elif retain_model:
         reference_splits = {k: v for k, v in splits.items() if k in ("forget", "holdout")}
         retain_tokenizer = load_tokenizer(retain_model)
@@ -279,7 +291,12 @@ def evaluate(model: str | os.PathLike | Any, *, benchmark: str = "authors", forg
                                      config=config, show_progress=show_progress)
     result = evaluate_model(model, tokenizer, splits, config=config, retain_result=retain_eval,
                             passages=data.passages, show_progress=show_progress)
-    result.summary.update({"benchmark": benchmark, "forget_split": forget_split, "versions": _versions()})
+    result.summary.update({"benchmark": benchmark, "forget_split": forget_split, "size": size, "seed": seed,
+                           "source": source, "versions": _versions()})
+    if retain_info is not None:
+        result.summary["retain_results"] = retain_info
+    elif retain_model:
+        result.summary["retain_model"] = str(retain_model)
     if out:
         from obliviate.io import atomic_directory
 
@@ -409,14 +426,16 @@ def evaluate_deficiency_task(model: str | os.PathLike, task: str | os.PathLike, 
     return {**result, "kind": kind}
 
 
-def compose_fuse(adapters: Sequence[str | os.PathLike], *, out: str | os.PathLike, ridge: float = 1e-3) -> dict[str, Any]:
+def compose_fuse(adapters: Sequence[str | os.PathLike], *, out: str | os.PathLike, ridge: float = 1e-3,
+                 grams: str = "forget") -> dict[str, Any]:
     """Fuse the EUL adapters of several runs (one per deletion request) into one, in closed form
     from the Gram matrices each run stored (no data needed); ``out`` honours every request the
-    adapters did (their ledgers united). See :mod:`obliviate.compose.fuse`."""
+    adapters did (their ledgers united). ``grams``: regress on the forget sets' inputs (the
+    paper) or on ``forget+retain``. See :mod:`obliviate.compose.fuse`."""
     from obliviate.compose.fuse import fuse_folders
 
     _check_new_folder(Path(out))
-    return fuse_folders(list(adapters), out, ridge=ridge)
+    return fuse_folders(list(adapters), out, ridge=ridge, grams=grams)
 
 
 def _request_records(entry: dict[str, Any]) -> tuple[list[dict] | None, str]:
@@ -540,10 +559,42 @@ def _default_out(recipe: Recipe) -> Path:
     return Path("runs") / f"{recipe.benchmark.name}-{recipe.benchmark.forget_split}-{recipe.method}-{stamp}"
 
 
+def _training_seeds(seeds: int | Sequence[int] | None, recipe_seed: int) -> list[int]:
+    """The unlearning seeds of a run: the recipe's alone (None), ``N`` from the recipe's upwards,
+    or the list given (the first is the saved model's)."""
+    def is_int(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    if seeds is None:
+        return [recipe_seed]
+    if is_int(seeds):
+        if seeds < 1:
+            raise ConfigError(f"seeds must be at least 1, got {seeds}")
+        return [recipe_seed + i for i in range(seeds)]
+    if isinstance(seeds, (str, bytes, bool)) or not hasattr(seeds, "__iter__"):
+        raise ConfigError(f"seeds must be a number of seeds or a list of integer seeds, got {seeds!r}")
+    values = list(seeds)
+    if not values or not all(is_int(v) for v in values):
+        raise ConfigError(f"seeds must be a number of seeds or a non-empty list of integer seeds, got {seeds!r}")
+    if len(set(values)) != len(values):
+        raise ConfigError(f"seeds repeat a seed: {values}")
+    return values
+
+
 def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str | None = None,
         forget_split: str | None = None, overrides: Sequence[str] = (), out: str | os.PathLike | None = None,
-        show_progress: bool = True, log: Log = print) -> RunResult:
-    """The whole pipeline: models, unlearning, evaluation of target/retain/unlearned, report."""
+        seeds: int | Sequence[int] | None = None, show_progress: bool = True, log: Log = print) -> RunResult:
+    """The whole pipeline: models, unlearning, evaluation of target/retain/unlearned, report.
+
+    ``seeds`` repeats unlearning and its evaluation: ``N`` runs seeds ``recipe.seed``,
+    ``recipe.seed + 1``, …; a list names them. Only training varies (data order, IDK draws, a
+    scope's initialisation): the benchmark and the embedded target/retain models keep the recipe's
+    seed, and target and retain are evaluated once. With several seeds ``rows["unlearned"]`` holds
+    each metric's median, ``summary["metrics_spread"]["unlearned"][metric]`` its median, min, max
+    and per-seed values, and the saved model (``model/``, ``eval/unlearned``) is the first seed's;
+    the other seeds' evaluations go to ``eval/unlearned-seed<N>``. One seed (the default) is a
+    plain run.
+    """
     from obliviate.benchmarks import load_benchmark
     from obliviate.data.encoding import prompt_description, prompt_examples
     from obliviate.data.templates import set_template
@@ -553,20 +604,23 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
     from obliviate.ledger import new_request
     from obliviate.models.loading import load_model, load_tokenizer
     from obliviate.report import comparison_table, write_report
-    from obliviate.report.tables import privacy_table
+    from obliviate.report.figures import seed_spread
+    from obliviate.report.tables import privacy_table, spread_note
 
     started = time.perf_counter()
     rec = _as_recipe(recipe, method=method, forget_split=forget_split, overrides=overrides,
                      out=str(out) if out else None)
+    training_seeds = _training_seeds(seeds, rec.seed)
     out_path = Path(rec.out) if rec.out else _default_out(rec)
     _check_new_folder(out_path)
     _set_threads(rec.threads)
     bench = rec.benchmark
+    # The benchmark's data and the embedded models follow the recipe's seed, never the training seeds.
     data = load_benchmark(bench.name, bench.forget_split, size=bench.size, seed=rec.seed, source=bench.source,
                           task=bench.task)
     eval_config = for_benchmark(rec.eval, data.max_new_tokens)
     eval_splits = _eval_splits(data, eval_config)
-    timings: dict[str, float] = {}
+    timings: dict[str, Any] = {}
     target_path, retain_path = rec.model.target, rec.model.retain
     if target_path is None:
         if bench.name != "authors":
@@ -610,25 +664,51 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
         rows = {"target": target_eval.summary["metrics"], **rows}
         timings["evaluate_target"] = round(time.perf_counter() - t0, 2)
 
-        t0 = time.perf_counter()
-        log(f"unlearning {len(data.forget)} forget {'passages' if bench.task == 'passages' else 'records'} "
-            f"with {rec.method} "
-            f"(objective {rec.objective['name']}, scope {rec.scope['name']})")
-        answering, scope, outcome = _unlearn_loaded(target, tokenizer, data.forget, data.retain, rec, show_progress)
-        source = {"benchmark": bench.name, "forget_split": bench.forget_split, "size": bench.size,
-                  "seed": rec.seed, "task": bench.task}
-        _save_unlearned(tmp / "model", answering, scope, outcome, tokenizer, target_path,
-                        new_request(data.forget, method=rec.method, source=source))
-        write_jsonl_atomic(tmp / "train_log.jsonl", outcome.history)
-        timings["unlearn"] = round(time.perf_counter() - t0, 2)
+        per_seed: list[dict[str, float]] = []
+        seed_timings: dict[str, list[float]] = {"unlearn": [], "evaluate_unlearned": []}
+        first = None  # the first seed's outcome and evaluation: the saved model's
+        for n, seed in enumerate(training_seeds):
+            if n:  # unlearning trains the loaded target in place: each seed starts from the saved one
+                target = load_model(target_path, dtype=rec.model.dtype, trust_remote_code=rec.model.trust_remote_code)
+            t0 = time.perf_counter()
+            of = f", seed {seed}, {n + 1} of {len(training_seeds)}" if len(training_seeds) > 1 else ""
+            log(f"unlearning {len(data.forget)} forget {'passages' if bench.task == 'passages' else 'records'} "
+                f"with {rec.method} "
+                f"(objective {rec.objective['name']}, scope {rec.scope['name']}{of})")
+            answering, scope, outcome = _unlearn_loaded(target, tokenizer, data.forget, data.retain, rec,
+                                                        show_progress, seed=seed)
+            suffix = "" if n == 0 else f"-seed{seed}"
+            if n == 0:
+                source = {"benchmark": bench.name, "forget_split": bench.forget_split, "size": bench.size,
+                          "seed": rec.seed, "task": bench.task}
+                _save_unlearned(tmp / "model", answering, scope, outcome, tokenizer, target_path,
+                                new_request(data.forget, method=rec.method, source=source))
+            write_jsonl_atomic(tmp / f"train_log{suffix}.jsonl", outcome.history)
+            seed_timings["unlearn"].append(round(time.perf_counter() - t0, 2))
 
-        t0 = time.perf_counter()
-        log("evaluating the unlearned model")
-        unlearned_eval = evaluate_model(answering, tokenizer, eval_splits, config=eval_config, retain_result=retain_eval,
-                                        passages=data.passages, show_progress=show_progress)
-        save_eval_result(unlearned_eval, tmp / "eval" / "unlearned")
-        rows["unlearned"] = unlearned_eval.summary["metrics"]
-        timings["evaluate_unlearned"] = round(time.perf_counter() - t0, 2)
+            t0 = time.perf_counter()
+            log("evaluating the unlearned model" + (f" (seed {seed})" if len(training_seeds) > 1 else ""))
+            unlearned_eval = evaluate_model(answering, tokenizer, eval_splits, config=eval_config,
+                                            retain_result=retain_eval, passages=data.passages,
+                                            show_progress=show_progress)
+            save_eval_result(unlearned_eval, tmp / "eval" / f"unlearned{suffix}")
+            per_seed.append(unlearned_eval.summary["metrics"])
+            seed_timings["evaluate_unlearned"].append(round(time.perf_counter() - t0, 2))
+            if n == 0:
+                first = (outcome, unlearned_eval)
+            del answering, scope, outcome, unlearned_eval, target
+        outcome, unlearned_eval = first
+        spreads = None
+        if len(training_seeds) == 1:
+            rows["unlearned"] = per_seed[0]
+            timings.update({k: v[0] for k, v in seed_timings.items()})
+        else:
+            spreads = {"unlearned": seed_spread(per_seed)}
+            # the median of each metric, so readers of rows/summary["metrics"] see one number per metric
+            rows["unlearned"] = {k: spreads["unlearned"][k]["median"] if k in spreads["unlearned"] else v
+                                 for k, v in per_seed[0].items()}
+            timings.update({k: round(sum(v), 2) for k, v in seed_timings.items()})
+            timings.update({f"{k}_per_seed": v for k, v in seed_timings.items()})
         timings["total"] = round(time.perf_counter() - started, 2)
 
         summary = {"method": rec.method, "benchmark": bench.name, "forget_split": bench.forget_split,
@@ -638,11 +718,20 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
                    "prompt": prompt_description(tokenizer), "template": template.name,
                    "generation": unlearned_eval.summary["generation"],
                    "trainable_parameters": outcome.trainable_parameters, "unlearning": outcome.info}
+        if training_seeds != [rec.seed]:
+            # "seed" stays the benchmark's and the models'; these are the unlearning runs'
+            summary["training_seeds"] = training_seeds
+            summary["saved_seed"] = training_seeds[0]
+        if spreads:
+            summary["metrics_spread"] = spreads
         write_json_atomic(tmp / "summary.json", summary)
         write_report(tmp, rows, summary)
     log("")
-    log(comparison_table(rows))
-    privacy = privacy_table(rows)
+    log(comparison_table(rows, spreads=spreads))
+    note = spread_note(spreads, training_seeds)
+    if note:
+        log(note)
+    privacy = privacy_table(rows, spreads)
     if privacy:
         log(f"\n{privacy}")
     log(f"\nrun folder: {out_path}  (report.md, summary.json, eval/, model/)")

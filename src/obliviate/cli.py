@@ -20,6 +20,16 @@ def _add_recipe_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="obliviate", description="Unlearning for large language models: unlearn a forget set, "
@@ -36,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", nargs="?", help="recipe YAML (default: the embedded default recipe)")
     p.add_argument("--forget-split", help="forget01, forget05 or forget10")
     p.add_argument("--out", help="run folder to create (default: runs/<benchmark>-<split>-<method>-<time>)")
+    p.add_argument("--seeds", type=_positive_int, default=1, metavar="N",
+                   help="repeat unlearning and its evaluation over N seeds (the recipe's seed, seed+1, ...) and "
+                   "report each metric's median [min, max]; the benchmark and its models keep the recipe's seed, "
+                   "the saved model is the first seed's (default 1)")
     _add_recipe_options(p)
 
     p = sub.add_parser("unlearn", help="unlearn a forget set from a model and save it",
@@ -44,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model folder or hub id")
     p.add_argument("--forget", required=True, help="forget records: JSONL/JSON/CSV/Parquet file, folder or dataset id")
     p.add_argument("--retain", help="retain records (same formats); needed by objectives with a retain term")
-    p.add_argument("--recipe", help="recipe YAML for objective/scope/schedule/training (default: embedded default)")
+    p.add_argument("--recipe", help="recipe YAML for objective/scope/schedule/training (default: none: the "
+                   "--method's paper defaults, NPO without --method, and the default training settings; not the "
+                   "embedded benchmark's recipe, which is tuned for its tiny model)")
     p.add_argument("--out", required=True, help="folder to create for the unlearned model")
     p.add_argument("--request-id", help="id of this deletion request in the model's requests.json "
                    "(default: req- + the forget set's hash)")
@@ -62,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="embedded benchmark seed (as in the recipe that built the model)")
     p.add_argument("--source", help="where benchmark files come from (tofu: hub id or local folder)")
     p.add_argument("--retain-model", help="retain model, for forget quality")
-    p.add_argument("--retain-results", help="saved evaluation folder of a retain model, for forget quality")
+    p.add_argument("--retain-results", help="saved evaluation folder of a retain model (`eval --out`, or a run "
+                   "folder's eval/retain), for forget quality; refused unless it scored the same benchmark, forget "
+                   "split, size, seed and forget questions; summary.json records which was used")
     p.add_argument("--out", help="folder to write summary.json and items/<split>.jsonl into")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--max-new-tokens", type=int, default=None,
@@ -151,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("adapters", nargs="+", metavar="RUN", help="run folders (or their model/) with scope eul")
     p.add_argument("--ridge", type=float, default=1e-3,
                    help="ridge, relative to the mean Gram diagonal, pulling unseen directions to the mean (1e-3)")
+    p.add_argument("--grams", default="forget", choices=["forget", "forget+retain"],
+                   help="regress on each adapter's forget-set inputs (default, the paper) or also on its retain "
+                        "inputs, which keeps each adapter's behaviour on retained data")
     p.add_argument("--out", required=True, help="folder to create")
     p = compose.add_parser("extsub", help="expert minus the anti-expert's deficiency (Ext-Sub)",
                            description="Ext-Sub (arXiv 2308.08090) on two PEFT adapters with the same config: per "
@@ -214,7 +235,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from obliviate import api
 
         api.run(args.recipe, method=args.method, forget_split=args.forget_split,
-                overrides=args.overrides, out=args.out, show_progress=not quiet)
+                overrides=args.overrides, out=args.out, seeds=args.seeds, show_progress=not quiet)
     elif args.command == "unlearn":
         from obliviate import api
 
@@ -269,6 +290,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         from obliviate.report.tables import privacy_table
 
         print(comparison_table({"model": result.summary["metrics"]}))
+        used = result.summary.get("retain_results")
+        if used:
+            recorded = ", ".join(f"{k} {used[k]}" for k in ("benchmark", "forget_split", "size", "seed")
+                                 if used.get(k) is not None)
+            print(f"forget quality against the retain results in {used['path']}"
+                  + (f" ({recorded})" if recorded else ""))
         privacy = privacy_table({"model": result.summary["metrics"]})
         if privacy:
             print(f"\n{privacy}")
@@ -289,7 +316,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from obliviate import api
 
         if args.compose_command == "fuse":
-            info = api.compose_fuse(args.adapters, out=args.out, ridge=args.ridge)
+            info = api.compose_fuse(args.adapters, out=args.out, ridge=args.ridge, grams=args.grams)
             print(f"fused {info['adapters']} adapters ({info['modules']} modules, {info['requests']} requests) "
                   f"into {args.out}")
             return 0

@@ -49,25 +49,46 @@ def _as_matrix(state: dict[str, torch.Tensor], prefix: str) -> torch.Tensor:
 
 
 def fuse_states(states: Sequence[dict[str, torch.Tensor]], grams: Sequence[dict[str, torch.Tensor]],
-                modules: Sequence[str], ridge: float = 1e-3) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Fused adapter weights and the summed Grams, for adapters on the same ``modules``."""
+                modules: Sequence[str], ridge: float = 1e-3) -> dict[str, torch.Tensor]:
+    """Fused adapter weights, for adapters on the same ``modules`` with the Grams to regress on."""
     fused: dict[str, torch.Tensor] = {}
-    summed: dict[str, torch.Tensor] = {}
     for module in modules:
         for part in ("down", "up"):
-            prefix, key = f"{module}.{part}", f"{module}.{part}"
-            matrix = fuse_linear([_as_matrix(s, prefix) for s in states], [g[key] for g in grams], ridge)
+            prefix = f"{module}.{part}"
+            matrix = fuse_linear([_as_matrix(s, prefix) for s in states], [g[prefix] for g in grams], ridge)
             dtype = states[0][f"{prefix}.weight"].dtype
             fused[f"{prefix}.weight"] = matrix[:-1].T.to(dtype).contiguous()
             fused[f"{prefix}.bias"] = matrix[-1].to(dtype).contiguous()
-            summed[key] = sum(g[key].float() for g in grams)
-    summed["tokens"] = sum(g["tokens"] for g in grams)
-    return fused, summed
+    return fused
 
 
-def fuse_folders(folders: Sequence[str | Path], out: str | Path, ridge: float = 1e-3) -> dict:
+def summed_grams(grams: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Every Gram (forget and retain) summed over the adapters: what the fused adapter stores, so
+    fusing it again with a later request equals fusing all at once."""
+    keys = set.intersection(*(set(g) for g in grams))
+    return {k: sum(g[k] for g in grams) for k in sorted(keys)}
+
+
+GRAM_DATA = ("forget", "forget+retain")
+
+
+def select_grams(grams: dict[str, torch.Tensor], data: str, where: str) -> dict[str, torch.Tensor]:
+    """The Grams fusion regresses on: the forget set's, or forget + retain (the ``retain.`` keys)."""
+    forget = {k: v for k, v in grams.items() if not k.startswith("retain.")}
+    if data == "forget":
+        return forget
+    if not any(k.startswith("retain.") for k in grams):
+        raise ConfigError(f"{where}: has no retain Grams (trained without retain data); use --grams forget")
+    return {k: v + grams[f"retain.{k}"] if f"retain.{k}" in grams else v for k, v in forget.items()}
+
+
+def fuse_folders(folders: Sequence[str | Path], out: str | Path, ridge: float = 1e-3,
+                 grams: str = "forget") -> dict:
     """Fuse saved EUL adapters (run folders or their ``model/``) into a new adapter folder ``out``
-    with the union of their request ledgers. Returns what was done."""
+    with the union of their request ledgers, regressing on each adapter's forget-set inputs
+    (``grams="forget"``, the paper) or on its forget and paired retain inputs
+    (``"forget+retain"``, which also keeps each adapter's behaviour on retained data). Returns
+    what was done."""
     from safetensors.torch import load_file
 
     from obliviate.ledger import merge_ledgers, read_ledger, write_ledger
@@ -88,6 +109,8 @@ def fuse_folders(folders: Sequence[str | Path], out: str | Path, ridge: float = 
         raise ConfigError("fuse: give at least one adapter folder")
     if ridge < 0:
         raise ConfigError(f"--ridge must be >= 0, got {ridge}")
+    if grams not in GRAM_DATA:
+        raise ConfigError(f"--grams must be one of {', '.join(GRAM_DATA)}, got {grams!r}")
     specs = [read_spec(p) for p in resolved]
     first = specs[0]
     for path, spec in zip(resolved[1:], specs[1:]):
@@ -96,11 +119,13 @@ def fuse_folders(folders: Sequence[str | Path], out: str | Path, ridge: float = 
                 raise ConfigError(f"{path}: its {what} ({getattr(spec, what)!r}) differs from {resolved[0]}'s "
                                   f"({getattr(first, what)!r}); fusion needs adapters made the same way on one base")
     states = [load_file(str(p / WEIGHTS_FILE)) for p in resolved]
-    fused, summed = fuse_states(states, [load_grams(p) for p in resolved], first.modules, ridge)
+    raw = [load_grams(p) for p in resolved]
+    fused = fuse_states(states, [select_grams(g, grams, str(p)) for g, p in zip(raw, resolved)], first.modules, ridge)
+    summed = summed_grams(raw)
     ledger = merge_ledgers([read_ledger(p) for p in resolved])
     spec = AdapterSpec(modules=first.modules, hidden_size=first.hidden_size, bottleneck=first.bottleneck,
                        init_seed=first.init_seed, base=first.base,
-                       info={"fused_from": [str(p) for p in resolved], "ridge": ridge})
+                       info={"fused_from": [str(p) for p in resolved], "ridge": ridge, "grams": grams})
     from obliviate.io import atomic_directory
 
     out = Path(out)
@@ -111,4 +136,4 @@ def fuse_folders(folders: Sequence[str | Path], out: str | Path, ridge: float = 
         write_ledger(tmp, ledger)
         load_tokenizer(resolved[0]).save_pretrained(tmp)
     return {"adapters": len(resolved), "modules": len(first.modules), "requests": len(ledger), "ridge": ridge,
-            "out": str(out)}
+            "grams": grams, "out": str(out)}

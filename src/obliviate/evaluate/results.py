@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from obliviate.errors import DataError
+from obliviate.errors import ConfigError, DataError
 from obliviate.evaluate.tofu import EvalResult, SplitResult
 from obliviate.io import read_jsonl, write_json_atomic, write_jsonl_atomic
 
@@ -55,3 +57,64 @@ def load_eval_result(folder: str | Path) -> EvalResult:
         except ValueError:
             raise DataError(f"{folder / 'summary.json'}: not valid JSON") from None
     return EvalResult(splits, summary)
+
+
+#: what a saved evaluation records about the data it scored (``obliviate eval`` writes them)
+PROVENANCE_KEYS = ("benchmark", "forget_split", "size", "seed", "source", "template")
+
+
+def saved_provenance(folder: str | Path, summary: Mapping[str, Any]) -> dict[str, Any]:
+    """Where a saved evaluation's numbers come from: ``path`` plus its benchmark, forget split,
+    size, seed, source and template as its ``summary.json`` records them (None when not recorded).
+
+    A run folder's ``eval/<model>/summary.json`` does not repeat the benchmark; it is then read
+    from the run's own ``summary.json`` (two folders up) and its recipe.
+    """
+    folder = Path(folder)
+    out: dict[str, Any] = {"path": str(folder)}
+    out.update({k: summary.get(k) for k in PROVENANCE_KEYS})
+    run_summary = folder.parent.parent / "summary.json"
+    if out["benchmark"] is None and folder.parent.name == "eval" and run_summary.is_file():
+        try:
+            run = json.loads(run_summary.read_text(encoding="utf-8"))
+        except ValueError:
+            run = {}
+        bench = (run.get("recipe") or {}).get("benchmark") or {} if isinstance(run, dict) else {}
+        if isinstance(run, dict) and run.get("benchmark"):
+            out.update(benchmark=run.get("benchmark"), forget_split=run.get("forget_split"),
+                       seed=run.get("seed"), size=bench.get("size"), source=bench.get("source"),
+                       template=out["template"] or run.get("template"))
+    return out
+
+
+def _questions(items: Sequence[Mapping]) -> list[Any]:
+    return [item.get("question") for item in items]
+
+
+def check_retain_results(retain: EvalResult, provenance: Mapping[str, Any], *, benchmark: str, forget_split: str,
+                         size: Any, seed: Any, eval_splits: Mapping[str, Sequence[Mapping]],
+                         size_matters: bool = True) -> None:
+    """Refuse (:class:`ConfigError`, one line) saved retain results that scored other data than the
+    evaluation about to use them: another benchmark, forget split, size or seed (as recorded; size
+    and seed only where the benchmark depends on them, ``size_matters``), or other questions in
+    ``forget`` (and ``holdout``, whose items the Reference MIA score pairs up) than ``eval_splits``.
+    Forget quality compares the two models' truth ratios question by question set, so a mismatch
+    would give a meaningless p-value."""
+    where = f"--retain-results {provenance.get('path')}"
+    wanted = {"benchmark": benchmark, "forget_split": forget_split}
+    if size_matters:
+        wanted.update(size=size, seed=seed)
+    for key, value in wanted.items():
+        saved = provenance.get(key)
+        if saved is not None and str(saved) != str(value):
+            raise ConfigError(f"{where}: evaluated with {key} {saved!r}, this evaluation uses {value!r}; "
+                              "forget quality needs the retain model scored on the same forget questions")
+    for split in ("forget", "holdout"):
+        if split not in eval_splits or split not in retain.splits:
+            continue
+        saved_q, ours = _questions(retain.splits[split].items), _questions(eval_splits[split])
+        if saved_q != ours:
+            differ = (f"{len(saved_q)} questions, this evaluation has {len(ours)}" if len(saved_q) != len(ours)
+                      else f"question {next(i for i, (a, b) in enumerate(zip(saved_q, ours)) if a != b) + 1} differs")
+            raise ConfigError(f"{where}: its {split} split is not this evaluation's ({differ}); evaluate the "
+                              "retain model on the same benchmark, split, size and seed")

@@ -80,6 +80,14 @@ def _correct_answer(split: str, record: Mapping) -> str:
     return record["answer"]
 
 
+def memorisation_flags(token_correct: Sequence[bool]) -> list[bool]:
+    """The answer positions exact memorisation and extraction strength read: every scored position
+    but the last (the EOS, or the template's end of turn), as open-unlearning's
+    ``tokenwise_vocab_logprobs`` drops it. An answer scored on one position only (an empty answer
+    string) keeps none: the item gets neither metric and the aggregates skip it."""
+    return list(token_correct[:-1])
+
+
 def evaluate_split(model: Any, tokenizer: Any, split: str, records: Sequence[Mapping],
                    config: EvalConfig, show_progress: bool = True,
                    reference_items: Sequence[Mapping] | None = None) -> SplitResult:
@@ -111,16 +119,16 @@ def evaluate_split(model: Any, tokenizer: Any, split: str, records: Sequence[Map
             items.append({"index": i, "question": rec["question"], "answer": rec["answer"], "generation": gen,
                           "n_tokens": answer.n_tokens, "excluded": EXCLUDED})
             continue
-        # open-unlearning drops the final EOS position from the memorisation metrics
-        flags = answer.token_correct[:-1] if len(answer.token_correct) > 1 else answer.token_correct
         item = {
             "index": i, "question": rec["question"], "answer": rec["answer"], "generation": gen,
             "avg_nll": answer.avg_nll, "n_tokens": answer.n_tokens,
             "prob": float(np.exp(-answer.avg_nll)), "rougeL_recall": rl,
-            "exact_memorization": float(metrics.exact_memorization([flags])[0]) if flags else 0.0,
-            "extraction_strength": float(metrics.extraction_strength([flags])[0]) if flags else 0.0,
-            "avg_nll_correct": scores[c].avg_nll,
         }
+        flags = memorisation_flags(answer.token_correct)
+        if flags:
+            item["exact_memorization"] = float(metrics.exact_memorization([flags])[0])
+            item["extraction_strength"] = float(metrics.extraction_strength([flags])[0])
+        item["avg_nll_correct"] = scores[c].avg_nll
         if ps:
             wrong = [scores[p].avg_nll for p in ps]
             item["avg_nll_perturbed"] = wrong
@@ -169,8 +177,10 @@ def _aggregate(split: str, items: list[dict]) -> dict[str, float]:
         aggregate = (metrics.truth_ratio_closer_to_one if split == "forget"
                      else metrics.truth_ratio_true_better)
         out[f"{prefix}_Truth_Ratio"] = aggregate(ratios)
-    out[f"{prefix}_exact_memorization"] = float(np.mean([i["exact_memorization"] for i in items]))
-    out[f"{prefix}_extraction_strength"] = float(np.mean([i["extraction_strength"] for i in items]))
+    memorised = [i for i in items if "exact_memorization" in i]
+    if memorised:
+        out[f"{prefix}_exact_memorization"] = float(np.mean([i["exact_memorization"] for i in memorised]))
+        out[f"{prefix}_extraction_strength"] = float(np.mean([i["extraction_strength"] for i in memorised]))
     return out
 
 

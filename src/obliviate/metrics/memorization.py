@@ -1,8 +1,8 @@
 """Token-level memorisation metrics from teacher-forced predictions.
 
 Both take, per item, a boolean array over answer positions saying whether the teacher-forced argmax
-equals the label there (spec 2.4). The caller decides which positions count; open-unlearning drops
-the final eos position before scoring.
+equals the label there (spec 2.4). The caller decides which positions count; the TOFU evaluator
+drops the final (EOS) position, as open-unlearning does (:func:`obliviate.evaluate.tofu.memorisation_flags`).
 """
 
 from __future__ import annotations
@@ -47,6 +47,13 @@ def extraction_strength(token_correct: Iterable[Iterable[bool]] | np.ndarray) ->
     Spec 2.4 "Extraction strength": how much of the answer's tail the model reproduces given the
     preceding prefix. ``k`` ranges over ``0..len``: all correct gives 1.0, and a wrong last position
     gives ``k = len`` and so 0.0 (the empty suffix).
+
+    This is the definition of Wang et al. (2025), where ``k = len`` (nothing extracted) is allowed.
+    open-unlearning's loop stops at ``k = len - 1`` and so gives ``1/len`` when the last position is
+    wrong; obliviate keeps 0.0 on purpose: an answer of which nothing is extracted scores the same
+    whatever its length (with ``1/len`` a wrong 2-token answer would score 0.5, a wrong 50-token
+    one 0.02), and the metric stays 0 for a model that reproduces nothing. The two agree on every
+    item whose last scored position is right; otherwise obliviate is lower by ``1/len``.
     """
     out = []
     for row in _rows(token_correct):

@@ -4,6 +4,15 @@
 and l the original answer, sequence-summed log-probs, reference log-probs precomputed once. The
 IDK answers are the project's own list (``obliviate/resources/idk.txt``), one drawn per forget item
 with the run's seed. Defaults: β = 0.1, α = γ = 1, retain NLL (open-unlearning configs).
+
+Difference from the reference, kept on purpose: open-unlearning (like TOFU's code) draws a new IDK
+answer each time an item is served, so every epoch pairs the item with another one; obliviate
+draws one per item for the whole run. The reference log-probs are computed once before training,
+so no second model stays in memory (and a LoRA run needs no adapter-disabled pass per step);
+redrawing would need them for every IDK candidate of every item (30 times the reference pass) or
+a resident reference model. The preferred answers are all refusals of the same kind, so the
+objective pushes towards the same behaviour; what changes is that each item is tied to one
+phrasing, which can make the unlearned model favour fewer refusal phrasings than the reference's.
 """
 
 from __future__ import annotations

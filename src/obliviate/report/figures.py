@@ -4,16 +4,36 @@ between an Intel and an AMD machine)."""
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import statistics
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 
 def spread(values: Sequence[float]) -> dict[str, float]:
     """Median, min and max of a list of per-seed values."""
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+
+
+def seed_spread(per_seed: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each metric's median, min, max and per-seed ``values`` over runs that differ only in their
+    seed (one metrics dict per seed, in seed order). Values that are not numbers (None, NaN) are
+    kept in ``values`` and left out of the statistics; a metric with no number at all is skipped.
+    With an even number of seeds the median is the mean of the two middle values."""
+    keys = list(dict.fromkeys(k for metrics in per_seed for k in metrics))
+    out: dict[str, dict[str, Any]] = {}
+    for key in keys:
+        values = [metrics.get(key) for metrics in per_seed]
+        numbers = [v for v in values if _number(v)]
+        if numbers:
+            out[key] = {**spread(numbers), "values": values}
+    return out
 
 
 def machine() -> dict[str, object]:

@@ -41,14 +41,25 @@ def format_value(key: str, value: float | None) -> str:
     return f"{value:.3f}"
 
 
+def format_cell(key: str, value: float | None, spread: Mapping[str, float] | None = None) -> str:
+    """A value, or with ``spread`` (its ``min`` and ``max`` over seeds) ``median [min, max]``."""
+    if not spread or spread.get("min") is None or spread.get("max") is None:
+        return format_value(key, value)
+    return f"{format_value(key, value)} [{format_value(key, spread['min'])}, {format_value(key, spread['max'])}]"
+
+
 def comparison_table(rows: Mapping[str, Mapping[str, float]],
-                     columns: list[tuple[str, str, str]] | None = None, label: str = "model") -> str:
+                     columns: list[tuple[str, str, str]] | None = None, label: str = "model",
+                     spreads: Mapping[str, Mapping[str, Mapping[str, float]]] | None = None) -> str:
     """A Markdown table (also readable in a terminal) with one row per evaluated model; columns no
-    model has are left out."""
+    model has are left out. ``spreads`` gives, per row label, each metric's ``min``/``max`` over
+    seeds: those cells read ``median [min, max]`` (the row's value being the median)."""
+    spreads = spreads or {}
     columns = [c for c in (columns or TABLE_COLUMNS) if any(c[0] in m for m in rows.values())] or TABLE_COLUMNS
     header = [label] + [title for _, title, _ in columns]
-    lines = [header] + [[label] + [format_value(k, metrics.get(k)) for k, _, _ in columns]
-                        for label, metrics in rows.items()]
+    lines = [header] + [[name] + [format_cell(k, metrics.get(k), (spreads.get(name) or {}).get(k))
+                                  for k, _, _ in columns]
+                        for name, metrics in rows.items()]
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
     out = []
     for n, row in enumerate(lines):
@@ -58,11 +69,21 @@ def comparison_table(rows: Mapping[str, Mapping[str, float]],
     return "\n".join(out)
 
 
-def privacy_table(rows: Mapping[str, Mapping[str, float]]) -> str:
+def privacy_table(rows: Mapping[str, Mapping[str, float]],
+                  spreads: Mapping[str, Mapping[str, Mapping[str, float]]] | None = None) -> str:
     """The memorisation / membership-inference table, or "" when no model has any of its numbers."""
     if not any(k in m for m in rows.values() for k, _, _ in PRIVACY_COLUMNS):
         return ""
-    return comparison_table(rows, PRIVACY_COLUMNS)
+    return comparison_table(rows, PRIVACY_COLUMNS, spreads=spreads)
+
+
+def spread_note(spreads: Mapping[str, Mapping[str, Mapping[str, float]]] | None, seeds: list[int] | None) -> str:
+    """The line under a table whose rows carry a spread over seeds, or "" without one."""
+    if not spreads or not seeds or len(seeds) < 2:
+        return ""
+    names = ", ".join(spreads)
+    return (f"{names}: median [min, max] over {len(seeds)} unlearning seeds ({', '.join(map(str, seeds))}); "
+            f"the saved model and eval/unlearned are seed {seeds[0]}'s")
 
 
 def requests_table(rows: list[dict]) -> str:

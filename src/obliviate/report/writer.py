@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from obliviate.io import write_text_atomic
-from obliviate.report.tables import PRIVACY_COLUMNS, TABLE_COLUMNS, comparison_table, privacy_table
+from obliviate.report.tables import PRIVACY_COLUMNS, TABLE_COLUMNS, comparison_table, privacy_table, spread_note
 
 
-def plot_quality_utility(rows: Mapping[str, Mapping[str, float]], path: Path) -> Path | None:
-    """Forget quality (log scale) against model utility: up and right is better."""
+def plot_quality_utility(rows: Mapping[str, Mapping[str, float]], path: Path,
+                         spreads: Mapping[str, Mapping[str, Mapping[str, float]]] | None = None) -> Path | None:
+    """Forget quality (log scale) against model utility: up and right is better. A row with a
+    spread over seeds is drawn at its medians with bars from min to max."""
     points = {k: v for k, v in rows.items() if v.get("forget_quality") is not None and "model_utility" in v}
     if not points:
         return None
@@ -23,12 +25,22 @@ def plot_quality_utility(rows: Mapping[str, Mapping[str, float]], path: Path) ->
 
     fig, ax = plt.subplots(figsize=(5.5, 4), dpi=120)
     floor = 1e-300
-    for label, m in points.items():
+    lows = []
+    for i, (label, m) in enumerate(points.items()):
         fq = max(m["forget_quality"], floor)
-        ax.scatter(fq, m["model_utility"], s=60)
+        lows.append(fq)
+        spread = (spreads or {}).get(label) or {}
+        fq_range, mu_range = spread.get("forget_quality"), spread.get("model_utility")
+        if fq_range and mu_range:
+            low, high = max(fq_range["min"], floor), max(fq_range["max"], floor)
+            lows.append(low)
+            ax.errorbar(fq, m["model_utility"], xerr=[[max(fq - low, 0)], [max(high - fq, 0)]],
+                        yerr=[[max(m["model_utility"] - mu_range["min"], 0)], [max(mu_range["max"] - m["model_utility"], 0)]],
+                        fmt="o", markersize=7, capsize=3, color=f"C{i}")
+        else:
+            ax.scatter(fq, m["model_utility"], s=60, color=f"C{i}")
         ax.annotate(label, (fq, m["model_utility"]), textcoords="offset points", xytext=(6, 4))
     ax.set_xscale("log")
-    lows = [max(m["forget_quality"], floor) for m in points.values()]
     ax.set_xlim(10 ** (math.floor(math.log10(min(lows))) - 1), 10)
     ax.set_ylim(0, 1.05)
     ax.set_xlabel("forget quality (KS p-value vs retain model, log)")
@@ -45,19 +57,23 @@ def plot_quality_utility(rows: Mapping[str, Mapping[str, float]], path: Path) ->
 
 def write_report(folder: Path, rows: Mapping[str, Mapping[str, float]], info: Mapping[str, Any]) -> Path:
     folder = Path(folder)
-    plot = plot_quality_utility(rows, folder / "fq_vs_mu.png")
+    spreads = info.get("metrics_spread") or None
+    plot = plot_quality_utility(rows, folder / "fq_vs_mu.png", spreads)
     legend = "\n".join(f"- **{title}**: {meaning}" for _, title, meaning in TABLE_COLUMNS)
+    note = spread_note(spreads, info.get("training_seeds"))
     parts = [
         f"# obliviate run: {info.get('method', '?')} on {info.get('benchmark', '?')} / {info.get('forget_split', '?')}",
         "",
-        comparison_table(rows),
+        comparison_table(rows, spreads=spreads),
+        *(["", note + (" (per-seed values: `summary.json`, `metrics_spread`; per-seed evaluations: "
+                       "`eval/unlearned-seed<N>/`).")] if note else []),
         "",
         legend,
         "",
         "A successful unlearning run moves forget quality towards the retain model's (1.0) while "
         "keeping model utility close to the target's.",
     ]
-    privacy = privacy_table(rows)
+    privacy = privacy_table(rows, spreads)
     if privacy:
         parts += ["", "## Memorisation and membership inference", "", privacy, "",
                   "\n".join(f"- **{title}**: {meaning}" for k, title, meaning in PRIVACY_COLUMNS

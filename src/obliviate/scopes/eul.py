@@ -4,11 +4,12 @@
 - Size: ``size`` × the base's parameter count (0.5 %, the paper's, after Chen et al. 2023's PEFT
   design spaces), or an explicit ``bottleneck`` width.
 - The base with the adapters switched off is the teacher/reference, so no second copy is held.
-- After training, the Gram matrices of each adapter's inputs on the forget set are stored with the
-  adapter (``eul_grams.safetensors``): closed-form fusion of several requests' adapters
-  (``obliviate compose fuse``) needs them and no data. ``gram_data: forget+retain`` adds the
-  paired retain items' statistics, so fusion also keeps each adapter's behaviour on retained data
-  (our option; the paper regresses on the forget sets).
+- After training, the Gram matrices of each adapter's inputs on the forget set, and separately on
+  the retain items paired with it, are stored with the adapter (``eul_grams.safetensors``, the
+  retain ones under ``retain.``): closed-form fusion of several requests' adapters
+  (``obliviate compose fuse``) needs them and no data. Fusion regresses on the forget sets (the
+  paper) or, with ``--grams forget+retain`` (our option), also keeps each adapter's behaviour on
+  retained data.
 - Every adapter starts from the same ``init_seed`` (not the run's seed), so the hidden units of
   adapters trained for different requests correspond and can be fused.
 
@@ -46,7 +47,6 @@ class EULScopeConfig:
     bottleneck: int = 0  # explicit width; 0 = from ``size``
     modules: list[str] = field(default_factory=list)  # FFN module name; empty = found per architecture
     init_seed: int = 0
-    gram_data: str = "forget"
     gram_batch_size: int = 32
 
     def __post_init__(self) -> None:
@@ -54,8 +54,6 @@ class EULScopeConfig:
             raise ValueError(f"size must be a fraction in (0, 1), got {self.size}")
         if self.bottleneck < 0 or self.gram_batch_size < 1:
             raise ValueError("bottleneck must be >= 0 and gram_batch_size >= 1")
-        if self.gram_data not in ("forget", "forget+retain"):
-            raise ValueError(f"gram_data must be forget or forget+retain, got {self.gram_data!r}")
 
 
 class _GramCallback(TrainerCallback):
@@ -105,17 +103,22 @@ class EULScope(Scope):
         return [_GramCallback(self)]
 
     def compute_grams(self, model: Any) -> dict[str, torch.Tensor]:
-        """Gram matrices of the trained adapters' inputs on the forget (and retain) items."""
+        """Gram matrices of the trained adapters' inputs on the forget items, and (``retain.``
+        keys) on the retain items paired with them."""
         from obliviate.data.encoding import pad_batch
 
-        items = list(self.data.forget) if self.data else []
-        if self.data and self.config.gram_data == "forget+retain":
-            items += list(self.data.retain)
+        if self.data is None:
+            return {}
         size = self.config.gram_batch_size
-        batches = (pad_batch(items[i:i + size], self.data.pad_id) for i in range(0, len(items), size))
-        return collect_grams(model, batches)
+        grams: dict[str, torch.Tensor] = {}
+        for prefix, items in (("", self.data.forget), ("retain.", self.data.retain)):
+            if not items:
+                continue
+            batches = (pad_batch(items[i:i + size], self.data.pad_id) for i in range(0, len(items), size))
+            grams.update({prefix + k: v for k, v in collect_grams(model, batches).items()})
+        return grams
 
     def save(self, model: Any, folder: Path, *, base_path: str | None = None) -> None:
         self.spec.base = base_path
-        self.spec.info = {"gram_data": self.config.gram_data, **self.info}
+        self.spec.info = dict(self.info)
         save_adapter_folder(folder, self.spec, adapter_state(model), self.grams)
