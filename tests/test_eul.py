@@ -305,6 +305,11 @@ def test_eul_save_load_round_trip_gives_identical_logits_and_a_ledger(tmp_path, 
     [entry] = read_ledger(out)
     assert entry["id"] == "ticket-7" and entry["forget_sha256"] == forget_set_hash(tiny_data.forget[:4])
     assert entry["method"] == "eul" and entry["source"] is None  # records given as a list: no source
+    # unlearning the adapted model again would save adapter weights into a plain model: refused
+    from obliviate.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="fuse"):
+        unlearn(str(out), tiny_data.forget[4:6], tiny_data.retain, method="npo", show_progress=False)
 
 
 def test_eul_run_on_the_embedded_benchmark_and_its_request_reloads_from_the_benchmark(tmp_path, tiny_models):

@@ -75,8 +75,14 @@ def _unlearn_loaded(model: Any, tokenizer: Any, forget: Sequence[dict], retain: 
     draws, a scope's initialisation."""
     from obliviate.train.unlearn import unlearn_model
 
+    from obliviate.models.bottleneck import adapters_of
+
     if not forget:
         raise DataError("the forget set is empty; give at least one record to unlearn")
+    if adapters_of(model):
+        raise ConfigError("the model carries EUL unlearning adapters (a run or fused folder of scope eul); for a "
+                          "further request, unlearn its base with scope eul and fuse the adapters "
+                          "(obliviate compose fuse)")
     objective, scope, schedule, composition = _build_axes(recipe)
     if composition.needs_separate_model and not getattr(scope, "separate_model", False):
         raise ConfigError(f"composition {recipe.composition['name']!r} combines the base with a separately "
