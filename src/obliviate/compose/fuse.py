@@ -91,11 +91,14 @@ def fuse_folders(folders: Sequence[str | Path], out: str | Path, ridge: float = 
     what was done."""
     from safetensors.torch import load_file
 
+    from obliviate.io import atomic_directory
     from obliviate.ledger import merge_ledgers, read_ledger, write_ledger
-    from obliviate.models.bottleneck import WEIGHTS_FILE, AdapterSpec, is_adapter_folder, load_grams, read_spec
-    from obliviate.models.bottleneck import save_adapter_folder
+    from obliviate.models.bottleneck import (WEIGHTS_FILE, AdapterSpec, is_adapter_folder, load_grams, read_spec,
+                                             save_adapter_folder)
     from obliviate.models.loading import load_tokenizer
 
+    if not folders:
+        raise ConfigError("fuse: give at least one adapter folder")
     resolved = []
     for folder in folders:
         path = Path(folder)
@@ -105,8 +108,6 @@ def fuse_folders(folders: Sequence[str | Path], out: str | Path, ridge: float = 
             raise ConfigError(f"{folder}: not an EUL adapter folder (no eul_adapter.json); give the output of a run "
                               "with scope: eul")
         resolved.append(path)
-    if len(resolved) < 1:
-        raise ConfigError("fuse: give at least one adapter folder")
     if ridge < 0:
         raise ConfigError(f"--ridge must be >= 0, got {ridge}")
     if grams not in GRAM_DATA:
@@ -126,12 +127,7 @@ def fuse_folders(folders: Sequence[str | Path], out: str | Path, ridge: float = 
     spec = AdapterSpec(modules=first.modules, hidden_size=first.hidden_size, bottleneck=first.bottleneck,
                        init_seed=first.init_seed, base=first.base,
                        info={"fused_from": [str(p) for p in resolved], "ridge": ridge, "grams": grams})
-    from obliviate.io import atomic_directory
-
-    out = Path(out)
-    if out.exists():
-        raise ConfigError(f"{out}: the output folder already exists; choose another --out or remove it")
-    with atomic_directory(out) as tmp:
+    with atomic_directory(Path(out)) as tmp:  # the API has refused an existing ``out``
         save_adapter_folder(tmp, spec, fused, summed)
         write_ledger(tmp, ledger)
         load_tokenizer(resolved[0]).save_pretrained(tmp)
