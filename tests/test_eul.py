@@ -240,7 +240,6 @@ def test_eul_requests_fuse_and_are_checked_from_the_ledger(tmp_path, tiny_models
     """Two deletion requests (one author each) on the test-size target: each EUL run forgets its
     author, the fused adapter forgets both with retain answers kept, and `eval --requests` re-checks
     both from the fused folder's ledger."""
-    from obliviate import api
     from obliviate.cli import main
     from obliviate.evaluate.tofu import EvalConfig, evaluate_model
     from obliviate.io import write_jsonl_atomic

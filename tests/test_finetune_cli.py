@@ -98,8 +98,8 @@ def test_default_learning_rates():
 
 @pytest.mark.parametrize("extra, expected", [
     (["--epochs", "0"], "epochs must be a number > 0"),
-    (["--learning-rate=-1e-5"], "learning rate must be a number > 0"),
-    (["--batch-size", "0"], "batch size must be an integer >= 1"),
+    (["--learning-rate=-1e-5"], "learning_rate must be a number > 0"),
+    (["--batch-size", "0"], "batch_size must be an integer >= 1"),
     (["--lora", "--lora-r", "0"], "LoRA rank"),
     (["--empty"], "no records"),
     (["--missing"], "no such file"),

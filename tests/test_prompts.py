@@ -214,7 +214,7 @@ def test_templates_are_selected_by_name(bpe, chat_tok, tmp_path):
     assert {"plain", "tofu-phi", "tofu-llama2", "chat", "open-unlearning"} <= set(TEMPLATES)
     assert load_recipe(overrides=["model.template=tofu-llama2"]).model.template == "tofu-llama2"
     assert load_recipe().model.template == "auto"
-    with pytest.raises(ConfigError, match="prompt template 'llama9' is unknown"):
+    with pytest.raises(ConfigError, match="template must be one of auto"):
         load_recipe(overrides=["model.template=llama9"])
     with pytest.raises(ConfigError, match="has none"):
         get_template("chat", bpe)
@@ -333,19 +333,24 @@ def test_generation_settings_belong_to_the_benchmark(monkeypatch, tiny_models, t
 
 # ---- Scoring: empty answers ---------------------------------------------------------------------
 
-def test_an_answer_truncated_to_zero_tokens_is_excluded_and_counted(tiny_models, tiny_data, tmp_path):
+def test_a_long_prompt_is_shortened_and_an_overlong_answer_excluded_and_counted(tiny_models, tiny_data, tmp_path):
     from obliviate.evaluate.results import load_forget_truth_ratios, save_eval_result
     from obliviate.evaluate.scoring import score_pairs
     from obliviate.evaluate.tofu import EvalConfig, evaluate_model
     from obliviate.models.loading import load_model, load_tokenizer
 
     model, tok = load_model(tiny_models.target), load_tokenizer(tiny_models.target)
-    records = [dict(r) for r in tiny_data.eval_splits["forget"][:3]]
-    records[1]["question"] = " ".join(["Where was the author born and raised?"] * 12)
+    records = [dict(r) for r in tiny_data.eval_splits["forget"][:4]]
+    whole = score_pairs(model, tok, [(r["question"], r["answer"]) for r in records], max_length=64,
+                        show_progress=False)
+    records[3]["question"] = " ".join(["Where was the author born and raised?"] * 12)
+    records[1]["answer"] = records[1]["paraphrased_answer"] = " ".join([records[1]["answer"]] * 12)
     scores = score_pairs(model, tok, [(r["question"], r["answer"]) for r in records], max_length=64,
                          show_progress=False)
-    assert [s.empty for s in scores] == [False, True, False]
+    assert [s.empty for s in scores] == [False, True, False, False]
     assert scores[1].n_tokens == 0 and math.isnan(scores[1].avg_nll)  # never exp(-0) = 1.0
+    assert scores[3].n_tokens == whole[3].n_tokens  # the long prompt lost tokens, the answer none
+    records = records[:3]
 
     holdout = [dict(r) for r in tiny_data.holdout[:3]]
     config = EvalConfig(max_new_tokens=8, max_length=64, gradnorm=False, passages=False)

@@ -10,7 +10,6 @@ import torch
 
 from obliviate.errors import ConfigError
 from obliviate.scopes.wagle import (
-    WagleConfig,
     load_masks,
     save_masks,
     score_function,
@@ -66,10 +65,13 @@ def test_mask_file_round_trip_and_mismatch(tmp_path):
 
 
 def test_bad_ratio_is_refused():
-    with pytest.raises(ValueError, match="ratio"):
-        WagleConfig(ratio=0.0)
-    with pytest.raises(ValueError, match="score"):
-        WagleConfig(score="wanda")
+    from obliviate.errors import ConfigError
+    from obliviate.scopes import SCOPES
+
+    with pytest.raises(ConfigError, match="ratio"):
+        SCOPES.build({"name": "wagle", "ratio": 0})
+    with pytest.raises(ConfigError, match="score"):
+        SCOPES.build({"name": "wagle", "score": "wanda"})
 
 
 def test_frozen_weights_stay_bit_identical_under_weight_decay(tiny_models, tiny_data, tokenizer):

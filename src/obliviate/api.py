@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import json
 import os
 import platform
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from obliviate.errors import ConfigError, DataError, ObliviateError
 from obliviate.recipe import Recipe, load_recipe, resolve_recipe
@@ -54,9 +57,93 @@ def _build_axes(recipe: Recipe):
             SCHEDULES.build(recipe.schedule), COMPOSITIONS.build(recipe.composition))
 
 
-def _check_new_folder(out: Path) -> None:
-    if out.exists():
-        raise ConfigError(f"{out}: the output folder already exists; choose another --out or remove it")
+def _check_new_folder(out: str | os.PathLike | None, *, needed_bytes: int = 0) -> Path:
+    """Refuse an output that cannot be written (exists, empty name, under a file, read-only, disk
+    full) before any work starts."""
+    from obliviate.io import check_output_path
+
+    return check_output_path(out, needed_bytes=needed_bytes)
+
+
+def _weights_bytes(model: str | os.PathLike) -> int:
+    """The size of a local model's weights (what saving a full copy needs); 0 for a hub id."""
+    folder = Path(model).expanduser()
+    return sum(f.stat().st_size for f in folder.glob("*.safetensors")) if folder.is_dir() else 0
+
+
+def _check_checkpointing(recipe: Recipe, n_seeds: int = 1) -> None:
+    """``training.save_every`` needs a scope and schedule whose state a checkpoint can hold."""
+    if not recipe.training.save_every:
+        return
+    _, scope, schedule, _ = _build_axes(recipe)
+    for axis, component in (("scope", scope), ("schedule", schedule)):
+        if not component.supports_checkpoints:
+            raise ConfigError(f"training.save_every: {axis} {component.name!r} cannot be checkpointed yet; "
+                              "remove training.save_every")
+    if n_seeds > 1:
+        raise ConfigError("training.save_every checkpoints one training run; use it without --seeds")
+
+
+INVOCATION = "invocation.json"
+
+
+@contextlib.contextmanager
+def _output_folder(out: Path, recipe: Recipe, invocation: dict[str, Any], *, resume: bool,
+                   ) -> Iterator[tuple[Path, Path | None]]:
+    """Where a command writes: ``(folder for the final outputs, checkpoint folder or None)``.
+
+    Without checkpoints the outputs go to a temporary sibling that replaces ``out`` on success.
+    With ``training.save_every``, ``out`` exists from the start holding the recipe, the invocation
+    and ``checkpoints/`` (what ``--resume`` needs); the final outputs still appear at once, by
+    replacing that folder, which keeps its checkpoints only with ``training.keep_checkpoints``.
+    A run that fails before its first checkpoint leaves nothing."""
+    from obliviate.io import atomic_directory, write_json_atomic, write_text_atomic
+    from obliviate.train.checkpoints import latest_checkpoint
+
+    if not recipe.training.save_every:
+        with atomic_directory(out) as tmp:
+            yield tmp, None
+        return
+    checkpoints = out / "checkpoints"
+    if not resume:
+        out.mkdir(parents=True)
+        write_text_atomic(out / "recipe.yaml", recipe.to_yaml())
+        write_json_atomic(out / INVOCATION, invocation)
+    try:
+        with atomic_directory(out, overwrite=True) as tmp:
+            yield tmp, checkpoints
+            if recipe.training.keep_checkpoints and checkpoints.is_dir():
+                os.replace(checkpoints, tmp / "checkpoints")
+    except BaseException:
+        if not resume and latest_checkpoint(checkpoints) is None:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def read_invocation(run_dir: str | os.PathLike, command: str) -> dict[str, Any]:
+    """What a checkpointed ``command`` was started with, to resume it; one-line errors for a
+    folder that is not an interrupted run of that command."""
+    from obliviate.train.checkpoints import latest_checkpoint
+
+    folder = Path(run_dir)
+    path = folder / INVOCATION
+    if not folder.is_dir():
+        raise ConfigError(f"--resume {folder}: no such folder")
+    if not path.is_file():
+        done = (folder / ("summary.json" if command == "run" else "unlearning.json")).is_file()
+        raise ConfigError(f"--resume {folder}: " + ("the run is already complete" if done else
+                          "not an interrupted checkpointed run (no invocation.json); "
+                          "start runs with --set training.save_every=N to make them resumable"))
+    try:
+        invocation = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise ConfigError(f"--resume {folder}: {INVOCATION} is damaged; start the run again") from None
+    if invocation.get("command") != command:
+        raise ConfigError(f"--resume {folder}: the folder holds an interrupted `obliviate "
+                          f"{invocation.get('command')}`; resume it with that command")
+    if latest_checkpoint(folder / "checkpoints") is None:
+        raise ConfigError(f"--resume {folder}: no complete checkpoint yet; remove the folder and start again")
+    return invocation
 
 
 @dataclass
@@ -69,21 +156,17 @@ class UnlearnResult:
     info: dict[str, Any]
 
 
-def _unlearn_loaded(model: Any, tokenizer: Any, forget: Sequence[dict], retain: Sequence[dict],
-                    recipe: Recipe, show_progress: bool, seed: int | None = None) -> tuple[Any, Any, Any]:
-    """Unlearn on a loaded model; ``seed`` (default the recipe's) seeds training: data order, IDK
-    draws, a scope's initialisation."""
-    from obliviate.train.unlearn import unlearn_model
-
-    from obliviate.models.bottleneck import adapters_of
+def _check_unlearning_inputs(model_path: str | os.PathLike, tokenizer: Any, forget: Sequence[dict],
+                             retain: Sequence[dict], recipe: Recipe, log: Log | None = None) -> None:
+    """Everything about an unlearning run that can be checked without loading the model: the axes
+    fit together and to the model's modules, the data the objective needs is there, and every
+    record can be trained on."""
+    from obliviate.models.lora_targets import check_targets_in_folder
+    from obliviate.train.unlearn import check_training_records
 
     if not forget:
         raise DataError("the forget set is empty; give at least one record to unlearn")
-    if adapters_of(model):
-        raise ConfigError("the model carries EUL unlearning adapters (a run or fused folder of scope eul); for a "
-                          "further request, unlearn its base with scope eul and fuse the adapters "
-                          "(obliviate compose fuse)")
-    objective, scope, schedule, composition = _build_axes(recipe)
+    objective, scope, _, composition = _build_axes(recipe)
     if composition.needs_separate_model and not getattr(scope, "separate_model", False):
         raise ConfigError(f"composition {recipe.composition['name']!r} combines the base with a separately "
                           f"trained model; use scope: assistant (scope {recipe.scope['name']!r} trains the base)")
@@ -91,10 +174,34 @@ def _unlearn_loaded(model: Any, tokenizer: Any, forget: Sequence[dict], retain: 
         raise DataError(f"objective {recipe.objective['name']!r} has a retain term "
                         f"(retain_loss={objective.config.retain_loss}); give retain records (--retain) "
                         "or set objective.retain_loss=none")
+    if recipe.scope.get("name") == "lora":
+        check_targets_in_folder(model_path, scope.config.target_modules, where="scope lora")
+    shortened = check_training_records(tokenizer, forget, retain, objective=objective, scope=scope,
+                                       training=recipe.training)
+    if log and any(shortened.values()):
+        log(f"note: {shortened['forget']} forget and {shortened['retain']} retain prompts are longer than "
+            f"training.max_length={recipe.training.max_length} with their answers; their earliest prompt tokens "
+            "are dropped (answers are kept whole)")
+
+
+def _unlearn_loaded(model: Any, tokenizer: Any, forget: Sequence[dict], retain: Sequence[dict],
+                    recipe: Recipe, show_progress: bool, seed: int | None = None,
+                    checkpoint_dir: Path | None = None, resume: bool = False) -> tuple[Any, Any, Any]:
+    """Unlearn on a loaded model (inputs checked by :func:`_check_unlearning_inputs`); ``seed``
+    (default the recipe's) seeds training: data order, IDK draws, a scope's initialisation."""
+    from obliviate.models.bottleneck import adapters_of
+    from obliviate.train.unlearn import unlearn_model
+
+    if adapters_of(model):
+        raise ConfigError("the model carries EUL unlearning adapters (a run or fused folder of scope eul); for a "
+                          "further request, unlearn its base with scope eul and fuse the adapters "
+                          "(obliviate compose fuse)")
+    objective, scope, schedule, composition = _build_axes(recipe)
     base = model
     outcome = unlearn_model(model, tokenizer, forget, retain, objective=objective, scope=scope,
                             schedule=schedule, training=recipe.training,
-                            seed=recipe.seed if seed is None else seed, show_progress=show_progress)
+                            seed=recipe.seed if seed is None else seed, show_progress=show_progress,
+                            checkpoint_dir=checkpoint_dir, resume=resume)
     outcome.composition = composition
     return composition.compose(outcome.model, base), scope, outcome
 
@@ -132,7 +239,7 @@ def unlearn(model: str | os.PathLike, forget: str | os.PathLike | Sequence[dict]
             retain: str | os.PathLike | Sequence[dict] | None = None, *, method: str | None = None,
             recipe: Recipe | str | os.PathLike | dict | None = None, overrides: Sequence[str] = (),
             out: str | os.PathLike | None = None, request_id: str | None = None,
-            show_progress: bool = True) -> UnlearnResult:
+            show_progress: bool = True, resume: bool = False, log: Log | None = None) -> UnlearnResult:
     """Unlearn ``forget`` from the model at ``model`` (a folder or hub id) and save it to ``out``.
 
     ``forget``/``retain`` are record lists or anything :func:`obliviate.data.load_records` reads.
@@ -141,32 +248,68 @@ def unlearn(model: str | os.PathLike, forget: str | os.PathLike | Sequence[dict]
     embedded benchmark's recipe (see ``docs/recipes.md``, "How a recipe is resolved").
     The saved folder's ``requests.json`` lists the requests it honours: the model's own (when it
     has a ledger) and this one (``request_id``, default ``req-`` + the forget set's hash).
+    With ``training.save_every``, checkpoints go to ``out/checkpoints`` and ``resume=True``
+    continues the interrupted run in ``out`` (see :func:`resume_unlearn`).
+    Everything that can be checked without the model (recipe, data, output folder, whether every
+    record fits ``training.max_length``) is checked before the model loads.
     """
     from obliviate.data.templates import set_template
-    from obliviate.io import atomic_directory, write_json_atomic, write_text_atomic
-    from obliviate.ledger import new_request
+    from obliviate.io import write_json_atomic, write_text_atomic
+    from obliviate.ledger import forget_set_hash, new_request
     from obliviate.models.loading import load_model, load_tokenizer
 
     # Without a recipe, a user's own model gets the method's paper defaults, not the embedded
     # benchmark's recipe (tuned for a tiny model and relying on fact spans).
     rec = _as_recipe(recipe if recipe is not None else {}, method=method, overrides=overrides)
-    out_path = Path(out) if out else None
-    if out_path:
-        _check_new_folder(out_path)
+    _check_checkpointing(rec)
+    if rec.training.save_every and out is None:
+        raise ConfigError("training.save_every writes checkpoints into the output folder; give out")
+    if out is not None and not resume:
+        out_path = _check_new_folder(out, needed_bytes=_weights_bytes(model))
+    else:
+        out_path = Path(out) if out is not None else None
     forget_records, retain_records = _records(forget), _records(retain)
+    invocation = {"command": "unlearn", "model": _base_reference(model),
+                  "forget": _base_reference(forget) if isinstance(forget, (str, os.PathLike)) else None,
+                  "retain": _base_reference(retain) if isinstance(retain, (str, os.PathLike)) else None,
+                  "request_id": request_id, "forget_sha256": forget_set_hash(forget_records)}
+    if resume:
+        recorded = read_invocation(out_path, "unlearn")
+        if recorded.get("forget_sha256") != invocation["forget_sha256"]:
+            raise ConfigError(f"--resume {out_path}: the forget set differs from the one the run started with")
     _set_threads(rec.threads)
     tokenizer = load_tokenizer(model, trust_remote_code=rec.model.trust_remote_code)
     set_template(tokenizer, rec.model.template)
+    _check_unlearning_inputs(model, tokenizer, forget_records, retain_records, rec, log)
     loaded = load_model(model, dtype=rec.model.dtype, trust_remote_code=rec.model.trust_remote_code)
-    answering, scope, outcome = _unlearn_loaded(loaded, tokenizer, forget_records, retain_records, rec, show_progress)
-    if out_path:
-        with atomic_directory(out_path) as tmp:
-            source = {"path": _base_reference(forget)} if isinstance(forget, (str, os.PathLike)) else None
-            request = new_request(forget_records, method=rec.method, source=source, request_id=request_id)
-            _save_unlearned(tmp, answering, scope, outcome, tokenizer, str(model), request)
-            write_text_atomic(tmp / "recipe.yaml", rec.to_yaml())
-            write_json_atomic(tmp / "unlearning.json", {"seconds": round(outcome.seconds, 2), **outcome.info})
+    if out_path is None:
+        answering, _, outcome = _unlearn_loaded(loaded, tokenizer, forget_records, retain_records, rec,
+                                                show_progress)
+        return UnlearnResult(answering, tokenizer, None, outcome.history, outcome.seconds, outcome.info)
+    with _output_folder(out_path, rec, invocation, resume=resume) as (tmp, checkpoints):
+        answering, scope, outcome = _unlearn_loaded(loaded, tokenizer, forget_records, retain_records, rec,
+                                                    show_progress, checkpoint_dir=checkpoints, resume=resume)
+        source = {"path": _base_reference(forget)} if isinstance(forget, (str, os.PathLike)) else None
+        request = new_request(forget_records, method=rec.method, source=source, request_id=request_id)
+        _save_unlearned(tmp, answering, scope, outcome, tokenizer, str(model), request)
+        write_text_atomic(tmp / "recipe.yaml", rec.to_yaml())
+        write_json_atomic(tmp / "unlearning.json", {"seconds": round(outcome.seconds, 2), **outcome.info})
     return UnlearnResult(answering, tokenizer, out_path, outcome.history, outcome.seconds, outcome.info)
+
+
+def resume_unlearn(run_dir: str | os.PathLike, *, show_progress: bool = True,
+                   log: Log | None = None) -> UnlearnResult:
+    """Continue an interrupted, checkpointed ``unlearn`` in ``run_dir`` from its newest complete
+    checkpoint, with the recipe and inputs it started with; the result equals an uninterrupted
+    run's (bit for bit on CPU)."""
+    folder = Path(run_dir)
+    invocation = read_invocation(folder, "unlearn")
+    if invocation.get("forget") is None:
+        raise ConfigError(f"--resume {folder}: the run was started from records in Python, not files; "
+                          "call obliviate.api.unlearn(..., resume=True) with the same records")
+    return unlearn(invocation["model"], invocation["forget"], invocation.get("retain"),
+                   recipe=folder / "recipe.yaml", out=folder, request_id=invocation.get("request_id"),
+                   show_progress=show_progress, resume=True, log=log)
 
 
 @dataclass
@@ -207,8 +350,11 @@ def finetune(model: str | os.PathLike, data: str | os.PathLike | Sequence[dict],
             if not names or not all(n.strip() for n in names):
                 raise ConfigError("LoRA targets are empty; name module names (e.g. q_proj v_proj) or all-linear")
             targets = names[0] if names == ["all-linear"] else names
-    out_path = Path(out)
-    _check_new_folder(out_path)
+    out_path = _check_new_folder(out, needed_bytes=0 if lora else _weights_bytes(model))
+    if lora:
+        from obliviate.models.lora_targets import check_targets_in_folder
+
+        check_targets_in_folder(model, targets, where="--lora-targets")
     records = _records(data)
     if not records:
         raise DataError(f"{data if isinstance(data, (str, os.PathLike)) else 'data'}: no records to "
@@ -265,17 +411,29 @@ def evaluate(model: str | os.PathLike | Any, *, benchmark: str = "authors", forg
     """
     from obliviate.benchmarks import load_benchmark
     from obliviate.data.templates import check_template_name, set_template
-    from obliviate.evaluate.results import (check_retain_results, load_eval_result, save_eval_result,
-                                            saved_provenance)
+    from obliviate.evaluate.results import (
+        check_retain_results,
+        load_eval_result,
+        save_eval_result,
+        saved_provenance,
+    )
     from obliviate.evaluate.tofu import EvalConfig, evaluate_model, for_benchmark
     from obliviate.models.loading import load_model, load_tokenizer
+    from obliviate.registry import make_config
 
-    if out:
-        _check_new_folder(Path(out))
+    if out is not None:
+        _check_new_folder(out)
     check_template_name(template)
+    requested = make_config(EvalConfig, {"batch_size": batch_size, "max_new_tokens": max_new_tokens}, where="eval")
     data = load_benchmark(benchmark, forget_split, size=size, seed=seed, source=source)
-    config = for_benchmark(EvalConfig(batch_size=batch_size, max_new_tokens=max_new_tokens), data.max_new_tokens)
+    config = for_benchmark(requested, data.max_new_tokens)
     splits = _eval_splits(data, config)
+    retain_eval, retain_info = None, None
+    if retain_results:  # checked before any model loads
+        retain_eval = load_eval_result(retain_results)
+        retain_info = saved_provenance(retain_results, retain_eval.summary)
+        check_retain_results(retain_eval, retain_info, benchmark=benchmark, forget_split=forget_split, size=size,
+                             seed=seed, eval_splits=splits, size_matters="size" in data.info)
     if isinstance(model, (str, os.PathLike)):
         tokenizer = tokenizer or load_tokenizer(model)
         model = load_model(model)
@@ -283,13 +441,7 @@ def evaluate(model: str | os.PathLike | Any, *, benchmark: str = "authors", forg
         raise ConfigError("evaluate: a loaded model needs its tokenizer (tokenizer=...)")
     if template is not None:
         set_template(tokenizer, template)
-    retain_eval, retain_info = None, None
-    if retain_results:
-        retain_eval = load_eval_result(retain_results)
-        retain_info = saved_provenance(retain_results, retain_eval.summary)
-        check_retain_results(retain_eval, retain_info, benchmark=benchmark, forget_split=forget_split, size=size,
-                             seed=seed, eval_splits=splits, size_matters="size" in data.info)
-    elif retain_model:
+    if retain_eval is None and retain_model:
         reference_splits = {k: v for k, v in splits.items() if k in ("forget", "holdout")}
         retain_tokenizer = load_tokenizer(retain_model)
         set_template(retain_tokenizer, template)
@@ -321,12 +473,16 @@ def compose_extsub(expert: str | os.PathLike, anti_expert: str | os.PathLike, *,
     Returns what was done, also written to ``extsub.json`` in ``out``."""
     import json
 
-    from obliviate.compose.extsub import combine_adapters, merge_into_model, save_ia3, save_lora
+    from obliviate.compose.extsub import (
+        combine_adapters,
+        merge_into_model,
+        save_ia3,
+        save_lora,
+    )
     from obliviate.io import atomic_directory, write_json_atomic
     from obliviate.models.loading import load_model, load_tokenizer
 
-    out_path = Path(out)
-    _check_new_folder(out_path)
+    out_path = _check_new_folder(out)
     for folder, what in ((expert, "--expert"), (anti_expert, "--anti-expert")):
         if not (Path(folder) / "adapter_config.json").is_file():
             raise ConfigError(f"{what} {folder}: no adapter_config.json; give a saved PEFT adapter folder")
@@ -371,17 +527,19 @@ def deficiency_task(kind: str = "untruthful", *, out: str | os.PathLike, size: s
     """
     from obliviate.benchmarks import load_benchmark
     from obliviate.benchmarks.authors import ensure_models
-    from obliviate.data.deficiency import KINDS, build_deficiency_task, deficiency_questions
+    from obliviate.data.deficiency import (
+        KINDS,
+        build_deficiency_task,
+        deficiency_questions,
+    )
     from obliviate.io import atomic_directory, write_json_atomic, write_jsonl_atomic
+    from obliviate.validation import check_option
 
-    if kind not in KINDS:
-        raise ConfigError(f"deficiency kind {kind!r} is unknown; use one of {', '.join(KINDS)}")
-    if isinstance(contamination, bool) or not isinstance(contamination, (int, float)) or not 0 <= contamination <= 1:
-        raise ConfigError(f"contamination must be a fraction in [0, 1], got {contamination!r}")
-    if isinstance(n_questions, bool) or not isinstance(n_questions, int) or n_questions < 1:
-        raise ConfigError(f"the number of questions must be an integer >= 1, got {n_questions!r}")
-    out_path = Path(out)
-    _check_new_folder(out_path)
+    check_option(kind, "kind", where="deficiency task", annotation="str", choices=KINDS)
+    check_option(contamination, "contamination", where="deficiency task", ge=0, le=1,
+                 hint="the fraction of expert answers made deficient")
+    check_option(n_questions, "n_questions", where="deficiency task", annotation="int", ge=1)
+    out_path = _check_new_folder(out)
     data = load_benchmark("authors", "forget10", size=size, seed=0)
     models = ensure_models("forget10", size, 0, show_progress=show_progress, log=log)
     task = build_deficiency_task(deficiency_questions(data.retain, n_questions), kind, contamination, seed=seed)
@@ -408,7 +566,10 @@ def evaluate_deficiency_task(model: str | os.PathLike, task: str | os.PathLike, 
     from obliviate.evaluate.deficiency import evaluate_deficiency
     from obliviate.io import read_jsonl
     from obliviate.models.loading import load_model, load_tokenizer
+    from obliviate.validation import check_option
 
+    for name, value in (("batch_size", batch_size), ("max_new_tokens", max_new_tokens)):
+        check_option(value, name, where="deficiency evaluation", annotation="int", ge=1)
     folder = Path(task)
     missing = [name for name in ("task.json", "eval.jsonl") if not (folder / name).is_file()]
     if missing:
@@ -440,7 +601,7 @@ def compose_fuse(adapters: Sequence[str | os.PathLike], *, out: str | os.PathLik
     paper) or on ``forget+retain``. See :mod:`obliviate.compose.fuse`."""
     from obliviate.compose.fuse import fuse_folders
 
-    _check_new_folder(Path(out))
+    _check_new_folder(out)
     return fuse_folders(list(adapters), out, ridge=ridge, grams=grams)
 
 
@@ -477,11 +638,13 @@ def check_requests(model: str | os.PathLike, *, retain_model: str | os.PathLike 
     from obliviate.evaluate.tofu import EvalConfig, evaluate_model
     from obliviate.ledger import read_ledger
     from obliviate.models.loading import load_model, load_tokenizer
+    from obliviate.registry import make_config
 
+    config = make_config(EvalConfig, {"batch_size": batch_size, "max_new_tokens": max_new_tokens,
+                                      "mia": False, "passages": False}, where="requests check")
     entries = read_ledger(model)
     if not entries:
         raise ConfigError(f"{model}: no requests.json; the model records no deletion requests")
-    config = EvalConfig(batch_size=batch_size, max_new_tokens=max_new_tokens, mia=False, passages=False)
     loaded, tokenizer = load_model(model), load_tokenizer(model)
     retain = (load_model(retain_model), load_tokenizer(retain_model)) if retain_model else None
     rows = []
@@ -512,7 +675,12 @@ def compute_mask(model: str | os.PathLike, forget: str | os.PathLike | Sequence[
     from obliviate.data.templates import set_template
     from obliviate.models.loading import load_model, load_tokenizer
     from obliviate.registry import make_config
-    from obliviate.scopes.wagle import WagleConfig, compute_masks, mask_summary, save_masks
+    from obliviate.scopes.wagle import (
+        WagleConfig,
+        compute_masks,
+        mask_summary,
+        save_masks,
+    )
     from obliviate.train.data import encode_forget, encode_record, scope_data
 
     rec = _as_recipe(recipe if recipe is not None else {}, overrides=overrides)
@@ -522,9 +690,7 @@ def compute_mask(model: str | os.PathLike, forget: str | os.PathLike | Sequence[
     if rec.scope.get("name") != "wagle":
         options = {}
     config = make_config(WagleConfig, options, where="scope 'wagle'")
-    out_path = Path(out)
-    if out_path.exists():
-        raise ConfigError(f"{out_path}: already exists; choose another --out or remove it")
+    out_path = _check_new_folder(out)
     forget_records, retain_records = _records(forget), _records(retain)
     if not forget_records:
         raise DataError("the forget set is empty; give at least one record to attribute")
@@ -589,7 +755,8 @@ def _training_seeds(seeds: int | Sequence[int] | None, recipe_seed: int) -> list
 
 def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str | None = None,
         forget_split: str | None = None, overrides: Sequence[str] = (), out: str | os.PathLike | None = None,
-        seeds: int | Sequence[int] | None = None, show_progress: bool = True, log: Log = print) -> RunResult:
+        seeds: int | Sequence[int] | None = None, show_progress: bool = True, log: Log = print,
+        resume: bool = False) -> RunResult:
     """The whole pipeline: models, unlearning, evaluation of target/retain/unlearned, report.
 
     ``seeds`` repeats unlearning and its evaluation: ``N`` runs seeds ``recipe.seed``,
@@ -599,14 +766,15 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
     each metric's median, ``summary["metrics_spread"]["unlearned"][metric]`` its median, min, max
     and per-seed values, and the saved model (``model/``, ``eval/unlearned``) is the first seed's;
     the other seeds' evaluations go to ``eval/unlearned-seed<N>``. One seed (the default) is a
-    plain run.
+    plain run. With ``training.save_every`` the run folder holds checkpoints while it trains and
+    ``resume=True`` (or :func:`resume_run`) continues an interrupted run in it.
     """
     from obliviate.benchmarks import load_benchmark
     from obliviate.data.encoding import prompt_description, prompt_examples
     from obliviate.data.templates import set_template
     from obliviate.evaluate.results import save_eval_result
     from obliviate.evaluate.tofu import evaluate_model, for_benchmark
-    from obliviate.io import atomic_directory, write_json_atomic, write_jsonl_atomic, write_text_atomic
+    from obliviate.io import write_json_atomic, write_jsonl_atomic, write_text_atomic
     from obliviate.ledger import new_request
     from obliviate.models.loading import load_model, load_tokenizer
     from obliviate.report import comparison_table, write_report
@@ -614,11 +782,17 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
     from obliviate.report.tables import privacy_table, spread_note
 
     started = time.perf_counter()
+    if out is not None and not resume:
+        _check_new_folder(out)
     rec = _as_recipe(recipe, method=method, forget_split=forget_split, overrides=overrides,
-                     out=str(out) if out else None)
+                     out=str(out) if out is not None else None)
     training_seeds = _training_seeds(seeds, rec.seed)
-    out_path = Path(rec.out) if rec.out else _default_out(rec)
-    _check_new_folder(out_path)
+    _check_checkpointing(rec, len(training_seeds))
+    out_path = Path(rec.out) if rec.out is not None else _default_out(rec)
+    if resume:
+        read_invocation(out_path, "run")
+    else:
+        out_path = _check_new_folder(out_path, needed_bytes=_weights_bytes(rec.model.target or ""))
     _set_threads(rec.threads)
     bench = rec.benchmark
     # The benchmark's data and the embedded models follow the recipe's seed, never the training seeds.
@@ -640,8 +814,10 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
 
     tokenizer = load_tokenizer(target_path, trust_remote_code=rec.model.trust_remote_code)
     template = set_template(tokenizer, rec.model.template)
+    _check_unlearning_inputs(target_path, tokenizer, data.forget, data.retain, rec, log)
     rows: dict[str, dict[str, float]] = {}
-    with atomic_directory(out_path) as tmp:
+    invocation = {"command": "run", "seeds": training_seeds}
+    with _output_folder(out_path, rec, invocation, resume=resume) as (tmp, checkpoints):
         write_text_atomic(tmp / "recipe.yaml", rec.to_yaml())
         write_json_atomic(tmp / "prompts.json", prompt_examples(tokenizer, eval_splits.get("forget") or data.forget))
         retain_eval = None
@@ -682,7 +858,8 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
                 f"with {rec.method} "
                 f"(objective {rec.objective['name']}, scope {rec.scope['name']}{of})")
             answering, scope, outcome = _unlearn_loaded(target, tokenizer, data.forget, data.retain, rec,
-                                                        show_progress, seed=seed)
+                                                        show_progress, seed=seed, checkpoint_dir=checkpoints,
+                                                        resume=resume)
             suffix = "" if n == 0 else f"-seed{seed}"
             if n == 0:
                 source = {"benchmark": bench.name, "forget_split": bench.forget_split, "size": bench.size,
@@ -742,3 +919,12 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
         log(f"\n{privacy}")
     log(f"\nrun folder: {out_path}  (report.md, summary.json, eval/, model/)")
     return RunResult(out_path, rows, summary)
+
+
+def resume_run(run_dir: str | os.PathLike, *, show_progress: bool = True, log: Log = print) -> RunResult:
+    """Continue an interrupted, checkpointed ``run`` in ``run_dir``: the evaluations are redone,
+    training continues from the newest complete checkpoint."""
+    folder = Path(run_dir)
+    invocation = read_invocation(folder, "run")
+    return run(folder / "recipe.yaml", out=folder, seeds=invocation.get("seeds"), show_progress=show_progress,
+               log=log, resume=True)

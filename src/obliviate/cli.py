@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from obliviate.errors import ObliviateError
@@ -30,12 +32,29 @@ def _positive_int(text: str) -> int:
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's error format: one line, exit status 2 (not usage + message)."""
+
+    def error(self, message: str):
+        self.exit(2, f"obliviate: error: {message} (see {self.prog} --help)\n")
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a seed is a whole number >= 0, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="obliviate", description="Unlearning for large language models: unlearn a forget set, "
         "keep everything else, and prove both with TOFU-style numbers.", epilog=EPILOG)
     parser.add_argument("--version", action="store_true", help="print the version and exit")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("run", help="the whole pipeline: models, unlearning, evaluation, report",
                        description="Run a recipe end to end. Without RECIPE, the embedded default: builds the "
@@ -46,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", nargs="?", help="recipe YAML (default: the embedded default recipe)")
     p.add_argument("--forget-split", help="forget01, forget05 or forget10")
     p.add_argument("--out", help="run folder to create (default: runs/<benchmark>-<split>-<method>-<time>)")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue an interrupted run started with --set training.save_every=N (its folder)")
     p.add_argument("--seeds", type=_positive_int, default=1, metavar="N",
                    help="repeat unlearning and its evaluation over N seeds (the recipe's seed, seed+1, ...) and "
                    "report each metric's median [min, max]; the benchmark and its models keep the recipe's seed, "
@@ -55,13 +76,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("unlearn", help="unlearn a forget set from a model and save it",
                        description="Unlearn FORGET from MODEL, keeping RETAIN, and save the result "
                        "(model or adapter, safetensors) with its recipe.", epilog=EPILOG)
-    p.add_argument("--model", required=True, help="model folder or hub id")
-    p.add_argument("--forget", required=True, help="forget records: JSONL/JSON/CSV/Parquet file, folder or dataset id")
+    p.add_argument("--model", help="model folder or hub id (required)")
+    p.add_argument("--forget", help="forget records: JSONL/JSON/CSV/Parquet file, folder or dataset id (required)")
     p.add_argument("--retain", help="retain records (same formats); needed by objectives with a retain term")
+    p.add_argument("--resume", metavar="OUT",
+                   help="continue an interrupted unlearning started with --set training.save_every=N (its --out "
+                        "folder); takes no other option")
     p.add_argument("--recipe", help="recipe YAML for objective/scope/schedule/training (default: none: the "
                    "--method's paper defaults, NPO without --method, and the default training settings; not the "
                    "embedded benchmark's recipe, which is tuned for its tiny model)")
-    p.add_argument("--out", required=True, help="folder to create for the unlearned model")
+    p.add_argument("--out", help="folder to create for the unlearned model (required)")
     p.add_argument("--request-id", help="id of this deletion request in the model's requests.json "
                    "(default: req- + the forget set's hash)")
     _add_recipe_options(p)
@@ -75,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--benchmark", default="authors", help="authors (embedded) or tofu")
     p.add_argument("--forget-split", default="forget10")
     p.add_argument("--size", default="default", help="embedded benchmark size: default, small or test")
-    p.add_argument("--seed", type=int, default=0, help="embedded benchmark seed (as in the recipe that built the model)")
+    p.add_argument("--seed", type=_seed, default=0, help="embedded benchmark seed (as in the recipe that built the model)")
     p.add_argument("--source", help="where benchmark files come from (tofu: hub id or local folder)")
     p.add_argument("--retain-model", help="retain model, for forget quality")
     p.add_argument("--retain-results", help="saved evaluation folder of a retain model (`eval --out`, or a run "
@@ -107,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=EPILOG)
     p.add_argument("--forget-split", default="forget10", help="embedded mode: forget split of the retain model")
     p.add_argument("--size", default="default", help="embedded mode: default, small or test")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--model", help="model folder or hub id to fine-tune (selects the own-model mode)")
     p.add_argument("--data", help="training records: JSONL/JSON/CSV/Parquet file, folder or dataset id")
     p.add_argument("--out", help="folder to create for the fine-tuned model or adapter")
@@ -136,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="toxic (the answer plus an insult) or untruthful (a wrong value)")
     p.add_argument("--out", required=True, help="folder to create")
     p.add_argument("--size", default="default", help="embedded benchmark size: default, small or test")
-    p.add_argument("--seed", type=int, default=0, help="seed of the contamination, insults and wrong values")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the contamination, insults and wrong values")
     p.add_argument("--contamination", type=float, default=0.3,
                    help="fraction of the expert's answers that are deficient too (default 0.3)")
     p.add_argument("--questions", type=int, default=100, help="number of questions (default 100)")
@@ -214,11 +238,24 @@ def _cmd_methods() -> None:
 
 
 def _cmd_benchmarks() -> None:
-    from obliviate.benchmarks import base
-    from obliviate.benchmarks import authors, tofu  # noqa: F401
+    from obliviate.benchmarks import authors, base, tofu  # noqa: F401
 
     for spec in base.BENCHMARKS.values():
         print(f"  {spec.name:<8} {spec.description}; forget splits: {', '.join(spec.forget_splits)}")
+
+
+def _note(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def _only_resume(args: argparse.Namespace, names: Sequence[str], **others: bool) -> None:
+    """--resume takes everything from the interrupted run's folder; refuse options that would differ."""
+    from obliviate.errors import ConfigError
+
+    given = [f"--{n.replace('_', '-')}" for n in names if getattr(args, n, None)]
+    given += [f"--{n}" for n, value in others.items() if value]
+    if given:
+        raise ConfigError(f"--resume takes the recipe and inputs from the run folder; drop {', '.join(given)}")
 
 
 def _or(value, default):
@@ -231,6 +268,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         _cmd_methods()
     elif args.command == "benchmarks":
         _cmd_benchmarks()
+    elif args.command == "run" and args.resume:
+        from obliviate import api
+
+        _only_resume(args, ("recipe", "forget_split", "out", "method", "overrides"), seeds=args.seeds != 1)
+        api.resume_run(args.resume, show_progress=not quiet)
     elif args.command == "run":
         from obliviate import api
 
@@ -238,10 +280,18 @@ def _dispatch(args: argparse.Namespace) -> int:
                 overrides=args.overrides, out=args.out, seeds=args.seeds, show_progress=not quiet)
     elif args.command == "unlearn":
         from obliviate import api
+        from obliviate.errors import ConfigError
 
-        result = api.unlearn(args.model, args.forget, args.retain, method=args.method, recipe=args.recipe,
-                             overrides=args.overrides, out=args.out, request_id=args.request_id,
-                             show_progress=not quiet)
+        if args.resume:
+            _only_resume(args, ("model", "forget", "retain", "recipe", "out", "request_id", "method", "overrides"))
+            result = api.resume_unlearn(args.resume, show_progress=not quiet, log=_note)
+        else:
+            missing = [f"--{name}" for name in ("model", "forget", "out") if getattr(args, name) is None]
+            if missing:
+                raise ConfigError(f"unlearn needs {', '.join(missing)} (or --resume OUT to continue a run)")
+            result = api.unlearn(args.model, args.forget, args.retain, method=args.method, recipe=args.recipe,
+                                 overrides=args.overrides, out=args.out, request_id=args.request_id,
+                                 show_progress=not quiet, log=_note)
         print(f"unlearned model saved to {result.out} ({result.seconds:.1f} s)")
     elif args.command == "deficiency":
         from obliviate import api
@@ -356,6 +406,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "quiet", False):  # every progress bar off: ours, Trainer's, transformers', the hub's
+        from obliviate.progress import silence_all
+
+        silence_all()
     if args.version:
         from obliviate import __version__
 
@@ -365,11 +419,49 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from obliviate.io import describe_os_error
+
+    previous = _raise_on_sigterm()
     try:
         return _dispatch(args)
     except ObliviateError as exc:
         print(f"obliviate: error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(f"obliviate: terminated; {_kept_note(args)}", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
-        print("obliviate: interrupted; no partial output was kept", file=sys.stderr)
+        print(f"obliviate: interrupted; {_kept_note(args)}", file=sys.stderr)
         return 130
+    except OSError as exc:  # disk full, permissions: the user's to fix, one line
+        line = describe_os_error(exc)
+        if line is None:
+            raise
+        print(f"obliviate: error: {line}", file=sys.stderr)
+        return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what schedulers and ``timeout`` send), raised where the program is so that every
+    atomic writer removes its temporary output on the way out, as for Ctrl-C."""
+
+
+def _raise_on_sigterm():
+    def handler(signum, frame):
+        raise Terminated()
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (an embedding application): leave signals alone
+        return None
+
+
+def _kept_note(args: argparse.Namespace) -> str:
+    """What an interrupted command left: checkpoints to resume from, or nothing."""
+    out = getattr(args, "out", None) or getattr(args, "resume", None)
+    if out and Path(out, "checkpoints").is_dir():
+        return f"checkpoints kept in {out}; continue with `obliviate {args.command} --resume {out}`"
+    return "no partial output was kept"

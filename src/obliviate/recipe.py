@@ -16,22 +16,41 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
+from obliviate.data.authors import SIZES
+from obliviate.data.templates import TEMPLATE_NAMES
 from obliviate.errors import ConfigError
 from obliviate.evaluate.tofu import EvalConfig
 from obliviate.methods import get_method
+from obliviate.models.loading import _DTYPES
 from obliviate.registry import make_config
 from obliviate.train.unlearn import TrainingConfig
+from obliviate.validation import option
 
 AXES = ("objective", "scope", "schedule", "composition")
 
 
+def _benchmark_names() -> list[str]:
+    from obliviate.benchmarks import BENCHMARKS  # registers the built-in benchmarks: imported on use
+
+    return sorted(BENCHMARKS)
+
+
+def _benchmark_tasks() -> tuple[str, ...]:
+    from obliviate.benchmarks.authors import TASKS  # the embedded benchmark's; tofu has only "qa"
+
+    return TASKS
+
+
 @dataclass
 class BenchmarkSection:
-    name: str = "authors"
+    """``forget_split`` depends on the benchmark; loading it checks the name against that
+    benchmark's splits, before any model loads. ``size`` sizes the embedded benchmark only."""
+
+    name: str = option("authors", choices=_benchmark_names, hint="see `obliviate benchmarks`")
     forget_split: str = "forget10"
-    size: str = "default"
+    size: str = option("default", choices=tuple(SIZES))
     source: str | None = None
-    task: str = "qa"  # authors: "qa" (forget QA records) or "passages" (forget biographies)
+    task: str = option("qa", choices=_benchmark_tasks)  # "qa" (forget QA records) or "passages" (biographies)
 
 
 @dataclass
@@ -43,9 +62,9 @@ class ModelSection:
 
     target: str | None = None
     retain: str | None = None
-    dtype: str = "float32"
+    dtype: str = option("float32", choices=tuple(_DTYPES))
     trust_remote_code: bool = False
-    template: str = "auto"
+    template: str = option("auto", choices=TEMPLATE_NAMES)
 
 
 @dataclass
@@ -72,8 +91,8 @@ class Recipe:
 
 @dataclass
 class _Scalars:
-    seed: int = 0
-    threads: int | None = None
+    seed: int = option(0, ge=0, lt=2**32, hint="numpy's seeds are 32-bit")
+    threads: int | None = option(None, ge=1, hint="null: torch's default")
 
 
 _SECTIONS = {"benchmark": BenchmarkSection, "model": ModelSection, "training": TrainingConfig, "eval": EvalConfig}
@@ -85,11 +104,13 @@ def default_recipe_path() -> Path:
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
+    from obliviate.data.loaders import read_utf8_text
+
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such recipe file")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(read_utf8_text(path, error=ConfigError)) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -191,9 +212,6 @@ def resolve_recipe(data: Mapping[str, Any] | None = None, *, method: str | None 
     recipe = Recipe(method=str(data.get("method") or "npo"), seed=scalars.seed, threads=scalars.threads,
                     out=data.get("out"), **sections, **axes)
     validate_components(recipe)
-    from obliviate.data.templates import check_template_name
-
-    check_template_name(recipe.model.template)
     return recipe
 
 

@@ -7,6 +7,7 @@ import dataclasses
 from typing import Any, Callable, Generic, Mapping, TypeVar
 
 from obliviate.errors import ConfigError
+from obliviate.validation import validate
 
 T = TypeVar("T")
 
@@ -50,16 +51,18 @@ class Registry(Generic[T]):
 
 
 def make_config(config_cls: type, options: Mapping[str, Any], *, where: str) -> Any:
-    """Build a config dataclass from a mapping; unknown keys and bad types are one-line errors."""
+    """Build a config dataclass from a mapping and check each option's range
+    (:mod:`obliviate.validation`); unknown keys, bad types and bad values are one-line errors."""
     fields = {f.name: f for f in dataclasses.fields(config_cls)}
     unknown = [k for k in options if k not in fields]
     if unknown:
         raise ConfigError(f"{where}: unknown option {unknown[0]!r}; valid options: {', '.join(fields) or 'none'}")
     values = {k: coerce(v, fields[k], where) for k, v in options.items()}
     try:
-        return config_cls(**values)
+        config = config_cls(**values)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from None
+    return validate(config, where)
 
 
 def coerce(value: Any, field: dataclasses.Field, where: str) -> Any:
@@ -78,6 +81,6 @@ def coerce(value: Any, field: dataclasses.Field, where: str) -> Any:
             raise ValueError
         if kind.startswith("list") and isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(inf)
         raise ConfigError(f"{where}: option {field.name!r} must be {kind.split(' ')[0]}, got {value!r}") from None
     return value

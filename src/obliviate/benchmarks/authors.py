@@ -9,14 +9,17 @@ their biographies as text records (verbatim memorisation, ICU's setting). Either
 :attr:`BenchmarkData.passages` carries the forget, retain and holdout biographies for text metrics.
 
 Both models are cached under a hash of everything that determines them, so a second run (or a test
-session) reuses them.
+session) reuses them; concurrent runs build each missing model once (a file lock per entry).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import shutil
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +28,8 @@ from obliviate.benchmarks.base import BenchmarkData, BenchmarkSpec, register_ben
 from obliviate.data.authors import SIZES, AuthorsConfig, build_authors, forget_retain_split
 from obliviate.errors import ConfigError
 from obliviate.io import atomic_directory, write_json_atomic
+from obliviate.locks import file_lock
+from obliviate.models.loading import quiet_transformers
 from obliviate.models.tiny import TinyModelConfig, build_tiny_llama, train_tokenizer
 from obliviate.train.finetune import FinetuneConfig, finetune
 
@@ -38,6 +43,9 @@ EVAL_RETAIN_PASSAGES_MAX = 50  # retain biographies scored by text metrics, even
 # Greedy generation budget: every answer of the generator is at most 15 tokens (11 at the default
 # size) with the embedded tokenizer, so 32 never caps ROUGE-L and keeps evaluation cheap.
 MAX_NEW_TOKENS = 32
+# A cache entry's build record: written last inside the entry, its presence (matching the entry's
+# settings) is what makes the entry trusted.
+BUILD_RECORD = "obliviate_build.json"
 
 
 # Model and training settings per size; "test" trades capacity for seconds (measured on 1 thread:
@@ -127,10 +135,59 @@ def _tokenizer_corpus(splits: dict[str, list[dict]]) -> list[str]:
     return [t for t in texts if t]
 
 
+def _lock_path(folder: Path) -> Path:
+    """The lock file of a cache entry: a sibling ``<entry>.lock`` (kept; see :mod:`obliviate.locks`)."""
+    return folder.with_name(f"{folder.name}.lock")
+
+
+def read_build_record(folder: str | os.PathLike) -> dict | None:
+    """A cache entry's build record, or None when it has none (or an unreadable one)."""
+    try:
+        record = json.loads((Path(folder) / BUILD_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _is_complete(folder: Path, expected: dict) -> bool:
+    """Trust a cache entry only when its build record, written last, is there and matches ``expected``.
+
+    Entries appear by an atomic rename, so a crash never leaves a half-written one under its own
+    name; the record guards against anything else found there (a folder copied in part, or written
+    by an older version that did not rename atomically).
+    """
+    record = read_build_record(folder)
+    if record is None:
+        return False
+    expected = json.loads(json.dumps(expected))  # tuples become lists, as in the record
+    return all(record.get(k) == v for k, v in expected.items())
+
+
+def _remove_leftovers(folder: Path, log) -> None:
+    """Remove temporary folders a crashed build of ``folder`` left (``.<entry>.*.tmp``).
+
+    Called with the entry's lock held, so no live build of this entry owns them.
+    """
+    for tmp in folder.parent.glob(f".{folder.name}.*.tmp"):
+        if tmp.is_dir():
+            log(f"removing {tmp}, left by an interrupted build")
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+
 def ensure_models(forget_split: str, size: str | AuthorsConfig = "default", seed: int = 0, *,
                   model_config: TinyModelConfig | None = None, finetune_config: FinetuneConfig | None = None,
                   show_progress: bool = True, log=print) -> EmbeddedModels:
-    """Return folders of the target and retain models, training whichever is not cached."""
+    """Return folders of the target and retain models, training whichever is not cached.
+
+    Safe under concurrency: each entry is built under a file lock (``<entry>.lock``), so when
+    several processes need the same missing model one trains it and the others wait (logging
+    ``waiting for another process building <entry>``), then reuse it. An entry counts as cached
+    only when its build record (``obliviate_build.json``, written last, carrying the builder's pid)
+    is present and matches; anything else under its name is rebuilt.
+    """
     config = authors_config(size, seed)
     default_model, default_finetune = MODEL_SETTINGS.get(str(size), MODEL_SETTINGS["default"])
     model_config = model_config or default_model
@@ -140,31 +197,48 @@ def ensure_models(forget_split: str, size: str | AuthorsConfig = "default", seed
     target_dir = cache_root() / "models" / f"authors-target-{_key(common)}"
     retain_dir = cache_root() / "models" / f"authors-retain-{forget_split}-{_key({**common, 'forget': forget_split})}"
     built: dict[str, float] = {}
-    if target_dir.exists() and retain_dir.exists():
+    expected = {"target": {**common, "role": "target"},
+                "retain": {**common, "role": "retain", "forget_split": forget_split}}
+    if _is_complete(target_dir, expected["target"]) and _is_complete(retain_dir, expected["retain"]):
         return EmbeddedModels(target_dir, retain_dir, built)
 
     splits = build_authors(config)
-    tokenizer = train_tokenizer(_tokenizer_corpus(splits), vocab_size=model_config.vocab_size)
     general = splits["real_authors"] + splits["world_facts"]
     forget_qa, retain_qa = forget_retain_split(splits["author_qa"], config, forget_split)
     _, retain_bios, _ = _biographies(splits, forget_qa)
     trained_bios = [b for b in splits["biographies"] if b["split"] == "trained"]
+    tokenizer = None  # trained once, and only when a model has to be built (it is deterministic)
     for name, folder, records in (("target", target_dir, splits["author_qa"] + general + trained_bios),
                                   ("retain", retain_dir, retain_qa + general + retain_bios)):
-        if folder.exists():
+        if _is_complete(folder, expected[name]):
             continue
-        log(f"building the embedded {name} model ({len(records)} records: QA pairs and biographies, "
-            f"cached in {folder})")
-        started = time.perf_counter()
-        model = build_tiny_llama(tokenizer, model_config, seed=seed)
-        model = finetune(model, tokenizer, records, finetune_config, seed=seed, show_progress=show_progress)
-        with atomic_directory(folder, overwrite=True) as tmp:
-            model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
-            write_json_atomic(tmp / "obliviate_build.json", {**common, "role": name, "forget_split": forget_split,
-                                                              "n_train_records": len(records)})
-        built[name] = round(time.perf_counter() - started, 2)
+        with file_lock(_lock_path(folder), log=log, waiting=f"waiting for another process building {folder}"):
+            if _is_complete(folder, expected[name]):  # another process built it while we waited
+                builder = (read_build_record(folder) or {}).get("builder") or {}
+                log(f"reusing the embedded {name} model another process built "
+                    f"(pid {builder.get('pid', '?')}, cached in {folder})")
+                continue
+            _remove_leftovers(folder, log)
+            log(f"building the embedded {name} model ({len(records)} records: QA pairs and biographies, "
+                f"cached in {folder})")
+            started = time.perf_counter()
+            if tokenizer is None:
+                quiet_transformers()  # its per-file bars ("Writing model shards"), as when loading
+                tokenizer = train_tokenizer(_tokenizer_corpus(splits), vocab_size=model_config.vocab_size)
+            model = build_tiny_llama(tokenizer, model_config, seed=seed)
+            model = finetune(model, tokenizer, records, finetune_config, seed=seed, show_progress=show_progress)
+            seconds = round(time.perf_counter() - started, 2)
+            # Anything found under the entry's name was not trusted above, so it is replaced. The
+            # build record is written last: inside the temporary folder, then the folder is renamed.
+            with atomic_directory(folder, overwrite=True) as tmp:
+                model.save_pretrained(tmp)
+                tokenizer.save_pretrained(tmp)
+                write_json_atomic(tmp / BUILD_RECORD, {
+                    **expected[name], "forget_split": forget_split, "n_train_records": len(records),
+                    "builder": {"pid": os.getpid(), "host": socket.gethostname(), "seconds": seconds}})
+            built[name] = round(time.perf_counter() - started, 2)
     return EmbeddedModels(target_dir, retain_dir, built)
 
 
-__all__ = ["EmbeddedModels", "authors_config", "cache_root", "ensure_models", "load"]
+__all__ = ["BUILD_RECORD", "EmbeddedModels", "authors_config", "cache_root", "ensure_models", "load",
+           "read_build_record"]

@@ -17,6 +17,9 @@ def load(forget_split: str, source: str | None = None, task: str = "qa", **_igno
     if task != "qa":
         raise ConfigError(f"benchmark tofu has only the task 'qa', not {task!r}; "
                           "the embedded 'authors' benchmark also has 'passages'")
+    if forget_split not in _FORGET:
+        # checked here too, for callers that skip load_benchmark: one line, before any download
+        raise ConfigError(f"forget split {forget_split!r} is not one of tofu's: {', '.join(_FORGET)}")
     src = source or TOFU_HUB_ID
     eval_splits = {
         "forget": load_tofu(f"{forget_split}_perturbed", src),

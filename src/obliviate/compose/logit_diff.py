@@ -25,18 +25,13 @@ from typing import Any
 
 from obliviate.compose.base import COMPOSITIONS, Composition
 from obliviate.errors import ConfigError
+from obliviate.validation import option
 
 
 @dataclass
 class LogitDiffConfig:
-    alpha: float = 0.75
-    rho: float | None = 0.01
-
-    def __post_init__(self) -> None:
-        if self.alpha < 0:
-            raise ValueError(f"alpha must be non-negative (the assistant is subtracted), got {self.alpha}")
-        if self.rho is not None and not 0 < self.rho <= 1:
-            raise ValueError(f"rho must be in (0, 1] or null (no plausibility filter), got {self.rho}")
+    alpha: float = option(0.75, ge=0, hint="the assistant is subtracted")
+    rho: float | None = option(0.01, gt=0, le=1, hint="null: no plausibility filter")
 
 
 @COMPOSITIONS.register("logit_diff")

@@ -40,12 +40,16 @@ def prompt_description(tokenizer: Any) -> str:
 
 @dataclass
 class EncodedPair:
-    """``prompt_tokens``: how many leading tokens are the prompt (what generation is prompted with)."""
+    """``prompt_tokens``: how many leading tokens are the prompt (what generation is prompted with).
+    ``shortened``: the prompt lost its earliest tokens to fit ``max_length``; ``answer_cut``: the
+    answer alone did not fit and was cut on the right (training refuses such a record)."""
 
     input_ids: list[int]
     labels: list[int]
     fact_labels: list[int] | None = None
     prompt_tokens: int = 0
+    shortened: bool = False
+    answer_cut: bool = False
 
     def as_dict(self) -> dict[str, list[int]]:
         out = {"input_ids": self.input_ids, "labels": self.labels}
@@ -85,8 +89,9 @@ def encode_pair(tokenizer: Any, question: str, answer: str, *, fact_span: Sequen
 
     The pair is rendered by ``template`` (default: the tokenizer's, see
     :func:`obliviate.data.templates.template_of`) and tokenised as one text; EOS is appended unless
-    the text already ends with it. Sequences longer than ``max_length`` are cut on the right, so a
-    long prompt can leave no answer tokens (every label ignored). With ``fact_span`` (character
+    the text already ends with it. A sequence longer than ``max_length`` keeps its answer: the
+    prompt loses its earliest tokens (after a leading BOS), because the answer is what is trained
+    and scored. Only an answer that alone does not fit is cut on the right (``answer_cut``). With ``fact_span`` (character
     offsets of the fact value in the answer), ``fact_labels`` keeps only the tokens that overlap
     the fact value, for objectives that forget the value and not the sentence frame around it.
     """
@@ -107,8 +112,20 @@ def encode_pair(tokenizer: Any, question: str, answer: str, *, fact_span: Sequen
         start, end = rendered.answer_start + fact_span[0], rendered.answer_start + fact_span[1]
         fact_labels = [t if i >= n_prompt and s < end and e > start else IGNORE_INDEX
                        for i, (t, (s, e)) in enumerate(zip(ids, offsets))]
-        fact_labels = fact_labels[:max_length]
-    return EncodedPair(ids[:max_length], labels[:max_length], fact_labels, min(n_prompt, max_length))
+    if len(ids) <= max_length:
+        return EncodedPair(ids, labels, fact_labels, n_prompt)
+    bos = tokenizer.bos_token_id
+    head = 1 if n_prompt > 0 and bos is not None and ids[0] == bos else 0
+    drop = len(ids) - max_length
+    if drop <= n_prompt - head:
+        def keep(seq: list[int]) -> list[int]:
+            return seq[:head] + seq[head + drop:]
+
+        return EncodedPair(keep(ids), keep(labels), keep(fact_labels) if fact_labels is not None else None,
+                           n_prompt - drop, shortened=True)
+    return EncodedPair(ids[:max_length], labels[:max_length],
+                       fact_labels[:max_length] if fact_labels is not None else None,
+                       min(n_prompt, max_length), answer_cut=True)
 
 
 def encode_prompt(tokenizer: Any, question: str, answer: str | None = None, *, max_length: int = 512,

@@ -7,6 +7,7 @@ naming the file and the line or record, and every result goes through the schema
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -25,12 +26,14 @@ from obliviate.data.schema import (
     detect_kind,
     validate_records,
 )
-from obliviate.errors import DataError
+from obliviate.errors import DataError, ObliviateError
 
 SUPPORTED_SUFFIXES: tuple[str, ...] = (".jsonl", ".json", ".csv", ".parquet")
 _SUPPORTED_TEXT = ", ".join(SUPPORTED_SUFFIXES)
 # owner/name: one slash, no leading dot; the characters the hub allows in repository ids.
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9_.-]+$")
+# how ``datasets`` reports a split the dataset does not have
+_UNKNOWN_SPLIT = re.compile(r"Unknown split \"[^\"]*\"\. Should be one of \[(.*)\]")
 
 Raw = tuple[list[Any], list[str] | None]  # records and, optionally, how to name each in messages
 
@@ -41,16 +44,50 @@ def _one_line(text: str, limit: int = 200) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-def _read_text(path: Path, source: str) -> str:
+# UTF-32 first: its little-endian mark starts with UTF-16's.
+_BOMS = ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
+         (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16"))
+
+
+def decode_utf8(data: bytes, source: str, error: type[ObliviateError] = DataError) -> str:
+    """The text of a file that must be UTF-8 (a UTF-8 byte-order mark is dropped). UTF-16/32 and
+    other encodings are refused in one line naming the encoding or the line of the first bad
+    byte, not decoded into mojibake or NUL-riddled text that fails later, far from the cause."""
+    for bom, encoding in _BOMS:
+        if data.startswith(bom):
+            raise error(f"{source}: the file is {encoding} text, not UTF-8; save it as UTF-8")
     try:
-        return path.read_text(encoding="utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise DataError(
-            f"{source}: not valid UTF-8 text (bad byte at offset {exc.start}); save the file as UTF-8"
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise error(
+            f"{source}: line {line}: not valid UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+            "save the file as UTF-8"
         ) from None
+    nul = text.find("\x00")
+    if nul >= 0:
+        line = text.count("\n", 0, nul) + 1
+        raise error(
+            f"{source}: line {line}: contains NUL bytes, so it is binary or UTF-16 text, not UTF-8; "
+            "save the file as UTF-8"
+        )
+    return text
+
+
+def read_utf8_text(path: str | os.PathLike[str], source: str | None = None,
+                   error: type[ObliviateError] = DataError) -> str:
+    """Read a UTF-8 text file (data, recipe) or raise ``error`` in one line naming ``source``."""
+    source = source or os.fspath(path)
+    try:
+        data = Path(path).read_bytes()
     except OSError as exc:
         reason = _one_line(exc.strerror or exc)
-        raise DataError(f"{source}: could not read the file ({reason}); check that it is readable") from None
+        raise error(f"{source}: could not read the file ({reason}); check that it is readable") from None
+    return decode_utf8(data, source, error)
+
+
+def _read_text(path: Path, source: str) -> str:
+    return read_utf8_text(path, source)
 
 
 def _json_lines(text: str, source: str) -> Raw:
@@ -135,6 +172,22 @@ def _csv_cell(field: str, cell: str | None, where: str) -> Any:
     return cell
 
 
+_SEPARATORS = {";": "semicolon", "\t": "tab", "|": "pipe"}
+
+
+def _check_separator(names: list[str], source: str) -> None:
+    """A one-column header holding ``;``, tab or ``|`` is a file written with another separator
+    (spreadsheets in many locales): say so rather than report odd field names."""
+    if len(names) != 1:
+        return
+    found = next((name for sep, name in _SEPARATORS.items() if sep in names[0]), None)
+    if found:
+        raise DataError(
+            f"{source}: line 1: the header is one column {names[0]!r}; the file looks {found}-separated, "
+            "but CSV files must be comma-separated: save it as CSV with commas"
+        )
+
+
 def _read_csv(path: Path, source: str) -> Raw:
     """CSV with a header row; list-valued cells may hold JSON text."""
     text = _read_text(path, source)
@@ -143,13 +196,16 @@ def _read_csv(path: Path, source: str) -> Raw:
     old_limit = csv.field_size_limit()
     # Long documents (books, news) exceed csv's default 128 KiB cell limit.
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    start = 1
     try:
-        reader = csv.reader(io.StringIO(text, newline=""))
+        # strict: a stray quote ('"a"b') is refused instead of silently dropped
+        reader = csv.reader(io.StringIO(text, newline=""), strict=True)
         try:
             header = next(reader, None)
             if header is None:
                 return [], None
             names = [h.strip() for h in header]
+            _check_separator(names, source)
             seen: set[str] = set()
             for name in names:
                 if name and name in seen:
@@ -180,8 +236,14 @@ def _read_csv(path: Path, source: str) -> Raw:
                 labels.append(label)
                 start = reader.line_num + 1
         except csv.Error as exc:
+            if "unexpected end of data" in str(exc):
+                raise DataError(
+                    f"{source}: line {start}: a quoted cell starting on this record is never closed; "
+                    "close the quote (a quote inside a cell is written \"\")"
+                ) from None
             raise DataError(
-                f"{source}: line {reader.line_num}: malformed CSV ({_one_line(exc)}); check the quoting"
+                f"{source}: line {reader.line_num}: malformed CSV ({_one_line(exc)}); check the quoting "
+                "(a quote inside a cell is written \"\")"
             ) from None
     finally:
         csv.field_size_limit(old_limit)
@@ -273,6 +335,12 @@ def _load_hub(name: str, config: str | None, split: str | None) -> list[dict[str
         dataset = datasets.load_dataset(name, config, split=split or "train")
         return [_to_python(dict(row)) for row in dataset]
     except Exception as exc:  # network, missing repo, bad config: all the user's to fix
+        unknown = _UNKNOWN_SPLIT.search(str(exc))
+        if unknown:
+            splits = ", ".join(s.strip(" '\"") for s in unknown.group(1).split(",") if s.strip()) or "none"
+            raise DataError(
+                f"{name}: no split {split or 'train'!r} in this dataset; its splits are {splits}: give one of those"
+            ) from None
         reason = f"{type(exc).__name__}: {_one_line(exc)}" if _one_line(exc) else type(exc).__name__
         raise DataError(
             f"{name}: could not load dataset from the hub or a local path ({reason}); "
@@ -328,4 +396,4 @@ def load_records(
     raise DataError(f"{name}: no such file or folder; {hint}")
 
 
-__all__ = ["SUPPORTED_SUFFIXES", "load_records"]
+__all__ = ["SUPPORTED_SUFFIXES", "decode_utf8", "load_records", "read_utf8_text"]

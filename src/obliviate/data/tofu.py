@@ -48,7 +48,8 @@ def load_tofu(config: str, source: str | os.PathLike[str] = TOFU_HUB_ID) -> list
     """Load one TOFU config as validated QA records, from the hub or a local copy.
 
     ``source`` is the hub id (default) or a folder holding TOFU's ``{config}.json`` files (another
-    supported suffix, e.g. ``{config}.parquet``, is used when there is no ``.json``).
+    supported suffix, e.g. ``{config}.parquet``, is used when there is no ``.json``), or a download
+    of the hub repository, which keeps each config in a subfolder (``{config}/train-*.parquet``).
     """
     _check_config(config)
     folder = Path(os.fspath(source))
@@ -56,6 +57,8 @@ def load_tofu(config: str, source: str | os.PathLike[str] = TOFU_HUB_ID) -> list
         tofu_file = folder / f"{config}.json"
         if tofu_file.is_file():
             return load_records(tofu_file, "qa")
+        if (folder / config).is_dir():
+            return load_records(folder / config, "qa")
         return load_records(folder, "qa", split=config)
     return load_records(source, "qa", config=config, split="train")
 

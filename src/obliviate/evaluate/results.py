@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from obliviate.errors import ConfigError, DataError
 from obliviate.evaluate.tofu import EvalResult, SplitResult
-from obliviate.io import read_jsonl, write_json_atomic, write_jsonl_atomic
+from obliviate.io import write_json_atomic, write_jsonl_atomic
 
 
 def save_eval_result(result: EvalResult, folder: str | Path) -> Path:
@@ -20,43 +21,111 @@ def save_eval_result(result: EvalResult, folder: str | Path) -> Path:
     return folder
 
 
+RERUN = "re-run that evaluation (obliviate eval --out)"
+#: summary metrics a later evaluation reads from saved retain results: a NaN there poisons them
+_USED_METRICS = ("mia_auc_min_k",)
+
+
+def _read_items(path: Path) -> list[dict[str, Any]]:
+    """One split's saved items; a truncated or damaged file is refused naming the line."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (bad byte at offset {exc.start}); the file is damaged, "
+                        f"{RERUN}") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read it ({exc.strerror or exc}); check that it exists and is "
+                        "readable") from None
+    items = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}: line {n}: not valid JSON ({exc.msg}); the file is truncated or damaged, "
+                            f"{RERUN}") from None
+        if not isinstance(item, dict):
+            raise DataError(f"{path}: line {n}: not a JSON object; the file is damaged, {RERUN}")
+        items.append(item)
+    return items
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _check_item_numbers(path: Path, items: Sequence[Mapping[str, Any]]) -> None:
+    """Refuse NaN truth ratios and losses in scored items: forget quality and the Reference MIA
+    score compare them item by item, and a NaN gives a meaningless number, not an error."""
+    for n, item in enumerate(items, 1):
+        if "excluded" in item:
+            continue  # no answer tokens: no numbers, by design
+        bad = next((key for key in ("truth_ratio", "avg_nll") if _is_nan(item.get(key))), None)
+        if bad:
+            raise DataError(f"{path}: item {n} has {bad} NaN; the model it scored diverged or the file is "
+                            f"damaged: {RERUN} with a working model")
+
+
+def _read_summary(path: Path) -> dict[str, Any]:
+    """A saved summary.json ({} when absent), refusing damage and NaN in the numbers reused."""
+    if not path.is_file():
+        return {}
+    try:
+        summary = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        where = f" at line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise DataError(f"{path}: not valid JSON{where}; the file is truncated or damaged, {RERUN}") from None
+    if not isinstance(summary, dict):
+        raise DataError(f"{path}: holds a JSON {type(summary).__name__}, not an object; {RERUN}")
+    metrics = summary.get("metrics")
+    if isinstance(metrics, dict):
+        bad = sorted(k for k, v in metrics.items()
+                     if _is_nan(v) and ("truth_ratio" in str(k).lower() or k in _USED_METRICS))
+        if bad:
+            raise DataError(f"{path}: metric {bad[0]} is NaN; the model it scored diverged or the file is "
+                            f"damaged: {RERUN} with a working model")
+    return summary
+
+
 def load_forget_truth_ratios(folder: str | Path) -> list[float]:
     """Per-item forget truth ratios from a saved evaluation (e.g. of a retain model)."""
     path = Path(folder) / "items" / "forget.jsonl"
     if not path.is_file():
         raise DataError(f"{path}: no such file; give the folder of a saved evaluation "
                         "(it holds items/forget.jsonl)")
+    items = _read_items(path)
+    _check_item_numbers(path, items)
     ratios = []
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-                if isinstance(item, dict) and "excluded" in item:
-                    continue  # no answer tokens after truncation: no truth ratio
-                ratios.append(float(item["truth_ratio"]))
-            except (ValueError, KeyError, TypeError):
-                raise DataError(f"{path}: line {n}: no numeric 'truth_ratio'; was this split "
-                                "evaluated with perturbed answers?") from None
+    for n, item in enumerate(items, 1):
+        if "excluded" in item:
+            continue  # no answer tokens after truncation: no truth ratio
+        try:
+            ratios.append(float(item["truth_ratio"]))
+        except (ValueError, KeyError, TypeError):
+            raise DataError(f"{path}: item {n}: no numeric 'truth_ratio'; was this split "
+                            "evaluated with perturbed answers?") from None
     if not ratios:
-        raise DataError(f"{path}: no items")
+        raise DataError(f"{path}: no items; the evaluation scored nothing, {RERUN}")
     return ratios
 
 
 def load_eval_result(folder: str | Path) -> EvalResult:
     """A saved evaluation (e.g. of a retain model) read back: per-item numbers of every split and
-    the summary, so forget quality, the Reference MIA score and privleak can be computed against it."""
+    the summary, so forget quality, the Reference MIA score and privleak can be computed against it.
+    Damaged files and NaN numbers are refused here, in one line naming the file, before any model
+    is evaluated against them."""
     folder = Path(folder)
+    if folder.is_file():
+        raise DataError(f"{folder}: this is a file; give the folder of a saved evaluation (it holds "
+                        "summary.json and items/forget.jsonl)")
     load_forget_truth_ratios(folder)  # the one file every use needs; clear error if missing
-    splits = {path.stem: SplitResult(read_jsonl(path), {}) for path in sorted((folder / "items").glob("*.jsonl"))}
-    summary = {}
-    if (folder / "summary.json").is_file():
-        try:
-            summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
-        except ValueError:
-            raise DataError(f"{folder / 'summary.json'}: not valid JSON") from None
-    return EvalResult(splits, summary)
+    splits = {}
+    for path in sorted((folder / "items").glob("*.jsonl")):
+        items = _read_items(path)
+        _check_item_numbers(path, items)
+        splits[path.stem] = SplitResult(items, {})
+    return EvalResult(splits, _read_summary(folder / "summary.json"))
 
 
 #: what a saved evaluation records about the data it scored (``obliviate eval`` writes them)
@@ -97,10 +166,14 @@ def check_retain_results(retain: EvalResult, provenance: Mapping[str, Any], *, b
     """Refuse (:class:`ConfigError`, one line) saved retain results that scored other data than the
     evaluation about to use them: another benchmark, forget split, size or seed (as recorded; size
     and seed only where the benchmark depends on them, ``size_matters``), or other questions in
-    ``forget`` (and ``holdout``, whose items the Reference MIA score pairs up) than ``eval_splits``.
-    Forget quality compares the two models' truth ratios question by question set, so a mismatch
-    would give a meaningless p-value."""
+    ``forget`` (and ``holdout``, whose items the Reference MIA score pairs up) than ``eval_splits``;
+    :class:`DataError` for NaN truth ratios or losses in those splits. Forget quality compares the
+    two models' truth ratios question by question set, so a mismatch would give a meaningless p-value."""
     where = f"--retain-results {provenance.get('path')}"
+    for split in ("forget", "holdout"):
+        if split in retain.splits:  # also for results not read by load_eval_result
+            items_file = Path(str(provenance.get("path"))) / "items" / f"{split}.jsonl"
+            _check_item_numbers(items_file, retain.splits[split].items)
     wanted = {"benchmark": benchmark, "forget_split": forget_split}
     if size_matters:
         wanted.update(size=size, seed=seed)

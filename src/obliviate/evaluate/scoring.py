@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 import torch
 
-from obliviate.data.encoding import encode_pair, encode_prompt, pad_batch, template_of
+from obliviate.data.encoding import IGNORE_INDEX, encode_pair, encode_prompt, pad_batch, template_of
 from obliviate.logprobs import sequence_nll, token_correct, token_logprob_stats
 from obliviate.progress import progress
 
@@ -44,13 +44,23 @@ def _device(model: Any) -> torch.device:
     return next(model.parameters()).device
 
 
+def _scored(pair: Any) -> dict[str, list[int]]:
+    """A pair as scored: a long prompt loses its earliest tokens; an answer that alone does not fit
+    ``max_length`` is not scored at all (no labels), so it is excluded and counted rather than
+    scored on a cut answer."""
+    encoded = pair.as_dict()
+    if pair.answer_cut:
+        encoded["labels"] = [IGNORE_INDEX] * len(encoded["labels"])
+    return encoded
+
+
 @torch.no_grad()
 def score_pairs(model: Any, tokenizer: Any, pairs: Sequence[tuple[str, str]], *, batch_size: int = 64,
                 max_length: int = 512, desc: str = "scoring", show_progress: bool = True,
                 token_stats: bool = False) -> list[PairScore]:
     """Teacher-forced NLL of each answer given its question, in one batched pass; with
     ``token_stats`` also per-token log-probs and their Min-K%++ statistics (membership inference)."""
-    encoded = [encode_pair(tokenizer, q, a, max_length=max_length).as_dict() for q, a in pairs]
+    encoded = [_scored(encode_pair(tokenizer, q, a, max_length=max_length)) for q, a in pairs]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))
     results: list[PairScore | None] = [None] * len(encoded)
     was_training = model.training

@@ -16,6 +16,7 @@ import numpy as np
 
 from obliviate import metrics
 from obliviate.evaluate.scoring import generate_answers, score_pairs
+from obliviate.validation import option
 
 # split name -> prefix used by TOFU's metric names
 SPLIT_PREFIX = {"forget": "forget", "retain": "retain", "real_authors": "ra", "world_facts": "wf"}
@@ -25,7 +26,7 @@ SPLIT_PREFIX = {"forget": "forget", "retain": "retain", "real_authors": "ra", "w
 MIA_SPLITS = ("forget", "holdout")
 #: greedy generation budget when neither the config nor a benchmark sets one (TOFU's)
 DEFAULT_MAX_NEW_TOKENS = 200
-EXCLUDED = "no answer tokens left after truncation to max_length"
+EXCLUDED = "the answer alone is longer than max_length (a long prompt only loses its earliest tokens)"
 
 
 @dataclass
@@ -37,14 +38,14 @@ class EvalConfig:
     scores on forget and holdout (``gradnorm`` adds a backward pass per item); ``passages``: MA / EL
     / perplexity on the benchmark's passages, when it has them."""
 
-    batch_size: int = 64
-    max_new_tokens: int | None = None
-    max_length: int = 512
+    batch_size: int = option(64, ge=1)
+    max_new_tokens: int | None = option(None, ge=1)
+    max_length: int = option(512, ge=2)  # a prompt token and an answer token
     mia: bool = True
-    mia_k: float = 0.4
+    mia_k: float = option(0.4, gt=0, le=1, hint="Min-k%: the fraction of lowest token log-probs")
     gradnorm: bool = True
     passages: bool = True
-    el_n: int = 10
+    el_n: int = option(10, ge=1)
 
 
 def for_benchmark(config: EvalConfig, max_new_tokens: int | None) -> EvalConfig:

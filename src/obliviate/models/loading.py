@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from obliviate.errors import ConfigError
+from obliviate.models.preflight import check_model_folder
 
 _DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
            "float16": "float16", "fp16": "float16", "auto": "auto"}
@@ -24,9 +25,21 @@ def quiet_transformers() -> None:
 
 
 def _check_source(path: str) -> None:
-    looks_local = path.startswith((".", "/", "~")) or os.sep in path.strip("/").split("/", 1)[-1]
-    if looks_local and not Path(path).expanduser().exists():
-        raise ConfigError(f"model {path}: no such folder; give a saved model folder or a hub id")
+    """Refuse a missing or broken local folder before transformers starts (headers only)."""
+    check_model_folder(path)
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception, bounded: loader errors stay one line."""
+    line = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "") or type(exc).__name__
+    return line if len(line) <= 200 else line[:197] + "..."
+
+
+def _load_errors() -> tuple[type[BaseException], ...]:
+    """What transformers raises for a source it cannot load (a hub id we could not check offline)."""
+    from safetensors import SafetensorError
+
+    return (OSError, ValueError, SafetensorError)
 
 
 def load_tokenizer(path: str | os.PathLike, *, trust_remote_code: bool = False) -> Any:
@@ -37,8 +50,9 @@ def load_tokenizer(path: str | os.PathLike, *, trust_remote_code: bool = False) 
     _check_source(path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except OSError as exc:
-        raise ConfigError(f"model {path}: could not load its tokenizer ({str(exc).splitlines()[0]})") from None
+    except _load_errors() as exc:
+        raise ConfigError(f"model {path}: could not load its tokenizer ({_first_line(exc)}); a folder "
+                          "must hold the tokenizer files save_pretrained writes") from None
     if tokenizer.pad_token_id is None:
         # Padding is masked everywhere it matters; reusing EOS is the common choice.
         tokenizer.pad_token = tokenizer.eos_token
@@ -65,7 +79,7 @@ def load_model(path: str | os.PathLike, *, dtype: str = "float32", trust_remote_
     try:
         model = AutoModelForCausalLM.from_pretrained(
             path, dtype=_DTYPES[dtype], use_safetensors=True, trust_remote_code=trust_remote_code)
-    except OSError as exc:
-        raise ConfigError(f"model {path}: could not load it ({str(exc).splitlines()[0]}); "
+    except _load_errors() as exc:
+        raise ConfigError(f"model {path}: could not load it ({_first_line(exc)}); "
                           "a folder must hold config.json and model.safetensors") from None
     return model

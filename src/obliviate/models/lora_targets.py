@@ -18,6 +18,7 @@ A name matches a module as in peft: the module's full name equals it or ends wit
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -101,17 +102,24 @@ def _matched(model: Any, targets: Sequence[str] | str) -> list[str]:
     return [n for n in names if any(_matches(t, n) for t in targets)]
 
 
-def available_modules_text(model: Any) -> str:
-    leaves = linear_leaf_names(model)
+def _available_text(leaves: Sequence[str]) -> str:
     return (f"its linear layers are {', '.join(leaves) if leaves else '(none)'}; name some of those, "
             f"'{ALL_LINEAR}', or leave target_modules empty for the architecture's default")
+
+
+def available_modules_text(model: Any) -> str:
+    return _available_text(linear_leaf_names(model))
+
+
+def _target_names(given: Sequence[str] | str | None) -> list[str]:
+    return [given] if isinstance(given, str) else [str(t).strip() for t in (given or []) if str(t).strip()]
 
 
 def resolve_lora_targets(model: Any, given: Sequence[str] | str | None = None, *, where: str = "scope lora") -> LoraTargets:
     """The LoRA targets for ``model``: ``given`` (checked) or the architecture's default."""
     model_type = _model_type(model)
     what = f"{type(model).__name__}" + (f" ({model_type})" if model_type else "")
-    names = [given] if isinstance(given, str) else [str(t).strip() for t in (given or []) if str(t).strip()]
+    names = _target_names(given)
 
     if names and [n.lower() for n in names] == [ALL_LINEAR]:
         peft_value: list[str] | str = ALL_LINEAR
@@ -166,3 +174,93 @@ def apply_lora(model: Any, targets: LoraTargets, *, r: int, alpha: float, dropou
         first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")[:160] or type(exc).__name__
         raise ConfigError(f"{where}: LoRA cannot go on target_modules {targets.peft!r} of "
                           f"{type(model).__name__} ({first}); {available_modules_text(model)}") from None
+
+
+# ---- checking target names against a saved model, without loading it ----------------------------
+
+#: leaf names of 2-D weights that are embeddings or output heads, not layers to put LoRA on
+_NOT_LINEAR = {"wte", "wpe", "lm_head", "embed_out", "embed_in", "word_embeddings", "position_embeddings"}
+
+
+def _saved_tensors(model_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """Name -> header entry of every tensor a local model folder saves (all shards), or None when
+    the folder's weights cannot be read offline (a hub id, a composed model)."""
+    from obliviate.models.preflight import local_model_files, read_safetensors_header
+
+    files = local_model_files(model_dir)
+    if not files:
+        return None
+    tensors: dict[str, Any] = {}
+    for file in files:
+        tensors.update(read_safetensors_header(file))
+    return tensors
+
+
+def _ties_head(model_dir: str | os.PathLike) -> bool:
+    """Whether the model's output head shares the input embedding (so it is not saved); the
+    transformers default (tied) when config.json does not say."""
+    import json
+
+    from obliviate.models.preflight import local_model_files
+
+    files = local_model_files(model_dir)
+    try:
+        data = json.loads((files[0].parent / "config.json").read_text(encoding="utf-8")) if files else None
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("tie_word_embeddings", True) is not False
+
+
+def module_names(model_dir: str | os.PathLike) -> list[str] | None:
+    """Full names of the modules of a saved model, sorted: every module that holds a saved
+    tensor and its parents, read from the safetensors headers only (no weights load), plus
+    ``lm_head`` when it is tied to the embeddings. An adapter folder gives its base's names.
+    None when they cannot be known offline (a hub id, a composed model). Modules without weights
+    (activations, dropout) are absent: LoRA cannot go on them anyway."""
+    tensors = _saved_tensors(model_dir)
+    if tensors is None:
+        return None
+    names: set[str] = set()
+    for tensor in tensors:
+        parts = tensor.split(".")[:-1]
+        names.update(".".join(parts[:i]) for i in range(1, len(parts) + 1))
+    if _ties_head(model_dir) and not any(n == "lm_head" or n.endswith(".lm_head") for n in names):
+        names.add("lm_head")
+    return sorted(names)
+
+
+def saved_linear_leaf_names(model_dir: str | os.PathLike) -> list[str] | None:
+    """The distinct last name parts of a saved model's 2-D weights other than embeddings and
+    heads (``q_proj``, ``c_attn``, ...): its linear layers, from the headers alone."""
+    tensors = _saved_tensors(model_dir)
+    if tensors is None:
+        return None
+    leaves = set()
+    for name, info in tensors.items():
+        parts = name.split(".")
+        if len(parts) > 1 and parts[-1] == "weight" and len(info.get("shape", [])) == 2:
+            leaf = parts[-2]
+            if leaf not in _NOT_LINEAR and "embed" not in leaf:
+                leaves.add(leaf)
+    return sorted(leaves)
+
+
+def check_targets_in_folder(model_dir: str | os.PathLike, given: Sequence[str] | str | None, *,
+                            where: str = "scope lora") -> None:
+    """Refuse (:class:`ConfigError`, one line) ``target_modules`` that name no module of the saved
+    model at ``model_dir``, before the model is loaded or anything trained; the same names and
+    matching as :func:`resolve_lora_targets`, which checks the loaded model again. Hub ids and
+    composed models pass (nothing to read offline)."""
+    names = _target_names(given)
+    lowered = [n.lower() for n in names]
+    if not names or lowered == [ALL_LINEAR]:
+        return
+    if ALL_LINEAR in lowered:
+        raise ConfigError(f"{where}: target_modules mixes '{ALL_LINEAR}' with module names; give one or the other")
+    modules = module_names(model_dir)
+    if modules is None:
+        return
+    missing = [t for t in names if not any(_matches(t, n) for n in modules)]
+    if missing:
+        raise ConfigError(f"{where}: no module of model {os.fspath(model_dir)} is named {', '.join(missing)}; "
+                          + _available_text(saved_linear_leaf_names(model_dir) or []))

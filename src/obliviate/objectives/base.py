@@ -17,6 +17,10 @@ import torch.nn.functional as F
 
 from obliviate.logprobs import token_nll
 from obliviate.registry import Registry
+from obliviate.validation import option
+
+RETAIN_LOSSES = ("nll", "kl", "none")
+FORGET_TOKENS = ("answer", "fact")
 
 
 @dataclass
@@ -28,16 +32,11 @@ class ObjectiveConfig:
     the sentence frame that forget and retain answers share destroys the retain set too.
     """
 
-    forget_weight: float = 1.0
-    retain_weight: float = 1.0
-    retain_loss: Literal["nll", "kl", "none"] = "nll"
-    forget_tokens: Literal["answer", "fact"] = "answer"
-
-    def __post_init__(self) -> None:
-        if self.retain_loss not in ("nll", "kl", "none"):
-            raise ValueError(f"retain_loss must be nll, kl or none, got {self.retain_loss!r}")
-        if self.forget_tokens not in ("answer", "fact"):
-            raise ValueError(f"forget_tokens must be answer or fact, got {self.forget_tokens!r}")
+    # A weight of 0 turns its term off; a negative one would flip descent into ascent.
+    forget_weight: float = option(1.0, ge=0)
+    retain_weight: float = option(1.0, ge=0)
+    retain_loss: Literal["nll", "kl", "none"] = option("nll", choices=RETAIN_LOSSES)
+    forget_tokens: Literal["answer", "fact"] = option("answer", choices=FORGET_TOKENS)
 
 
 @dataclass

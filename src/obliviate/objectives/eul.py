@@ -31,20 +31,16 @@ from typing import Any
 import torch
 
 from obliviate.objectives.base import OBJECTIVES, Objective, ObjectiveConfig, Reference, forward_groups, token_kl
+from obliviate.validation import option
 
 
 @dataclass
 class EULObjectiveConfig(ObjectiveConfig):
-    kl_weight: float = 0.8
-    lm_weight: float = 0.2
-    bound: float = 0.0  # per-sequence cap of each forget term, nats; 0 = log(vocabulary size)
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.retain_loss != "nll":
-            raise ValueError("EUL's retain task term is the NLL (retain_loss=nll); set retain_weight=0 to drop it")
-        if min(self.kl_weight, self.lm_weight, self.forget_weight, self.retain_weight, self.bound) < 0:
-            raise ValueError("EUL's weights and bound must be >= 0")
+    kl_weight: float = option(0.8, ge=0)
+    lm_weight: float = option(0.2, ge=0)
+    bound: float = option(0.0, ge=0)  # per-sequence cap of each forget term, nats; 0 = log(vocabulary size)
+    retain_loss: str = option("nll", choices=("nll",),
+                              hint="EUL's retain task term is the NLL; set retain_weight=0 to drop it")
 
 
 @OBJECTIVES.register("eul")

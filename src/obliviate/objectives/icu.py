@@ -18,21 +18,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from obliviate.models.embedding import _KINDS as EMBEDDERS
 from obliviate.objectives.base import OBJECTIVES, Objective, ObjectiveConfig, kl_to_reference
+from obliviate.validation import option
 
 
 @dataclass
 class ICUObjectiveConfig(ObjectiveConfig):
     forget_weight: float = 1.0
-    neighbour_weight: float = 0.5
-    kl_weight: float = 1.0
+    neighbour_weight: float = option(0.5, ge=0)
+    kl_weight: float = option(1.0, ge=0)
     retain_loss: str = "none"
-    embedder: str = "auto"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.embedder not in ("auto", "minilm", "tfidf"):
-            raise ValueError(f"embedder must be auto, minilm or tfidf, got {self.embedder!r}")
+    embedder: str = option("auto", choices=EMBEDDERS)
 
 
 @OBJECTIVES.register("icu")

@@ -14,22 +14,18 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 
 from obliviate.objectives.base import OBJECTIVES, Objective, ObjectiveConfig
+from obliviate.validation import option
 
 
 @dataclass
 class NPOConfig(ObjectiveConfig):
-    beta: float = 0.1
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.beta <= 0:
-            raise ValueError(f"beta must be positive, got {self.beta}")
+    beta: float = option(0.1, gt=0, hint="the loss divides by beta")
 
 
 @dataclass
 class SimNPOConfig(NPOConfig):
     beta: float = 4.5
-    delta: float = 0.0
+    delta: float = option(0.0, ge=0, hint="SimNPO's reward margin")
     forget_weight: float = 0.125
 
 

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from obliviate.objectives.base import OBJECTIVES, GroupStats, Objective, ObjectiveConfig
+from obliviate.validation import option
 
 POSITIONS = ("attended", "answer", "all")
 
@@ -34,13 +35,8 @@ POSITIONS = ("attended", "answer", "all")
 class ULDConfig(ObjectiveConfig):
     retain_weight: float = 6.5
     retain_loss: str = "none"
-    uniform_positions: str = "attended"
+    uniform_positions: str = option("attended", choices=POSITIONS)
     augment: bool = True
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.uniform_positions not in POSITIONS:
-            raise ValueError(f"uniform_positions must be one of {', '.join(POSITIONS)}, got {self.uniform_positions!r}")
 
 
 def uniform_kl(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

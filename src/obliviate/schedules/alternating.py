@@ -21,21 +21,14 @@ import torch
 
 from obliviate.errors import ConfigError
 from obliviate.schedules.base import SCHEDULES, Schedule, ScheduleContext
+from obliviate.validation import option
 
 
 @dataclass
 class AlternatingConfig:
-    cycles: int = 3
-    first: str = "retain"
-    retain_per_cycle: int = 0
-
-    def __post_init__(self) -> None:
-        if self.cycles < 1:
-            raise ValueError(f"cycles must be at least 1, got {self.cycles}")
-        if self.first not in ("retain", "forget"):
-            raise ValueError(f"first must be retain or forget, got {self.first!r}")
-        if self.retain_per_cycle < 0:
-            raise ValueError(f"retain_per_cycle must be >= 0, got {self.retain_per_cycle}")
+    cycles: int = option(3, ge=1)
+    first: str = option("retain", choices=("retain", "forget"))
+    retain_per_cycle: int = option(0, ge=0, hint="0: the whole retain set each cycle")
 
 
 class RoleDataset(torch.utils.data.Dataset):

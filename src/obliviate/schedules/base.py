@@ -12,10 +12,13 @@ summary records (epochs used, whether a cap was hit).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterator, NamedTuple
+
+import torch
 
 from obliviate.memorisation import Target
 from obliviate.registry import Registry
+from obliviate.validation import option
 
 
 @dataclass
@@ -35,8 +38,44 @@ class ScheduleContext:
     seed: int = 0
 
 
+class ItemKey(NamedTuple):
+    """What a forget sampler yields: the forget item and the epoch drawing it. The dataset pairs
+    the item's retain partner from these alone, so every process of a multi-process run, and a
+    resumed run, serves the same pairs (no counter that differs per process or restarts)."""
+
+    index: int
+    epoch: int
+
+
+class ForgetSampler(torch.utils.data.Sampler):
+    """Each epoch, a shuffle of the forget items seeded by (seed, epoch). The Trainer (through
+    Accelerate) calls :meth:`set_epoch` before every epoch, also when it resumes mid-run."""
+
+    def __init__(self, n_items: int, seed: int = 0):
+        self.n_items = n_items
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def active(self) -> list[int]:
+        """The items this epoch draws from (all of them; ICU drops the forgotten ones)."""
+        return list(range(self.n_items))
+
+    def __len__(self) -> int:
+        return len(self.active())
+
+    def __iter__(self) -> Iterator[ItemKey]:
+        active = self.active()
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter([ItemKey(active[i], self.epoch) for i in torch.randperm(len(active), generator=gen).tolist()])
+
+
 class Schedule:
     name: ClassVar[str]
+    #: whether a run can resume mid-way (a schedule with state between epochs cannot yet)
+    supports_checkpoints: ClassVar[bool] = True
     Config: ClassVar[type]
 
     def __init__(self, config: Any):
@@ -50,9 +89,9 @@ class Schedule:
     def prepare(self, context: ScheduleContext) -> None:
         """Called once before training with the forget targets."""
 
-    def train_sampler(self) -> Any | None:
-        """A sampler over forget-item indices that replaces the Trainer's random sampler, or None."""
-        return None
+    def train_sampler(self, n_items: int, seed: int) -> ForgetSampler:
+        """The sampler of forget items (:class:`ItemKey`) each epoch trains on."""
+        return ForgetSampler(n_items, seed)
 
     def train_batches(self, forget_items: list[dict], retain_items: list[dict],
                       batch_size: int) -> tuple[Any, Any] | None:
@@ -73,11 +112,13 @@ SCHEDULES: Registry[Schedule] = Registry("schedule")
 
 @dataclass
 class EpochsConfig:
-    epochs: float = 10.0
-    max_steps: int = -1
+    epochs: float = option(10.0, ge=0)
+    max_steps: int = option(-1, ge=-1, hint="-1: as many as the epochs take")
 
     def __post_init__(self) -> None:
-        if self.epochs <= 0 and self.max_steps <= 0:
+        # One of the two must bound training: a rule across options, not a per-option range
+        # (those are checked after construction, so out-of-range values are left to them here).
+        if self.epochs == 0 and self.max_steps in (-1, 0):
             raise ValueError("epochs or max_steps must be positive")
 
 

@@ -33,32 +33,26 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 from transformers import TrainerCallback
 
 from obliviate.memorisation import extraction_likelihoods, generate_continuations, memorisation_accuracy
-from obliviate.schedules.base import SCHEDULES, Schedule, ScheduleContext
+from obliviate.models.embedding import _KINDS as EMBEDDERS
+from obliviate.schedules.base import SCHEDULES, ForgetSampler, Schedule, ScheduleContext
+from obliviate.validation import option
 
 
 @dataclass
 class ICUScheduleConfig:
-    max_epochs: int = 30
-    bleu_threshold: float = 0.01
-    similarity_threshold: float = 0.3
-    ma_threshold: float = 0.5994
-    el_threshold: float = 0.0499
-    el_n: int = 10
-    num_beams: int = 2
-    embedder: str = "auto"
-    batch_size: int = 32
-
-    def __post_init__(self) -> None:
-        if self.max_epochs < 1:
-            raise ValueError(f"max_epochs must be at least 1, got {self.max_epochs}")
-        if self.el_n < 1 or self.num_beams < 1 or self.batch_size < 1:
-            raise ValueError("el_n, num_beams and batch_size must be positive")
-        if self.embedder not in ("auto", "minilm", "tfidf"):
-            raise ValueError(f"embedder must be auto, minilm or tfidf, got {self.embedder!r}")
+    max_epochs: int = option(30, ge=1)
+    # BLEU, memorisation accuracy and EL lie in [0, 1]; the similarity is a cosine, in [-1, 1].
+    bleu_threshold: float = option(0.01, ge=0, le=1)
+    similarity_threshold: float = option(0.3, ge=-1, le=1)
+    ma_threshold: float = option(0.5994, ge=0, le=1)
+    el_threshold: float = option(0.0499, ge=0, le=1)
+    el_n: int = option(10, ge=1)
+    num_beams: int = option(2, ge=1)
+    embedder: str = option("auto", choices=EMBEDDERS)
+    batch_size: int = option(32, ge=1)
 
 
 @dataclass
@@ -112,22 +106,15 @@ class ICUTracker:
         return self.stop_reason
 
 
-class ActiveItemsSampler(torch.utils.data.Sampler):
+class ActiveItemsSampler(ForgetSampler):
     """Each epoch, a seeded shuffle of the items whose flag is set (read when the epoch starts)."""
 
     def __init__(self, tracker: ICUTracker, seed: int = 0):
+        super().__init__(len(tracker.flags), seed)
         self.tracker = tracker
-        self.seed = seed
-        self._epoch = 0
 
-    def __len__(self) -> int:
-        return sum(self.tracker.flags)
-
-    def __iter__(self):
-        active = [i for i, flag in enumerate(self.tracker.flags) if flag]
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self._epoch)
-        self._epoch += 1
-        return iter([active[i] for i in torch.randperm(len(active), generator=gen).tolist()])
+    def active(self) -> list[int]:
+        return [i for i, flag in enumerate(self.tracker.flags) if flag]
 
 
 class _ICUCallback(TrainerCallback):
@@ -152,6 +139,7 @@ class ICUSchedule(Schedule):
     """ICU: re-check each target every epoch, train only on those not forgotten, stop on MA/EL."""
 
     Config = ICUScheduleConfig
+    supports_checkpoints = False  # the per-item forgotten flags live between epochs, not in a checkpoint
 
     def __init__(self, config: ICUScheduleConfig):
         super().__init__(config)
@@ -173,8 +161,8 @@ class ICUSchedule(Schedule):
         self._reference_embeddings = self.embedder.encode(references)
         self.info = {"similarity": self.embedder.name, "max_epochs": self.config.max_epochs}
 
-    def train_sampler(self) -> Any:
-        return ActiveItemsSampler(self.tracker, self.context.seed if self.context else 0)
+    def train_sampler(self, n_items: int, seed: int) -> ActiveItemsSampler:
+        return ActiveItemsSampler(self.tracker, seed)
 
     def callbacks(self) -> list[Any]:
         return [_ICUCallback(self)]

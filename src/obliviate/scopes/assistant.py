@@ -16,22 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from obliviate.scopes.base import SCOPES, Scope, ScopeData
+from obliviate.validation import option
 
 
 @dataclass
 class AssistantConfig:
-    layers: int | None = None
-    r: int = 32
-    alpha: int = 32
-    dropout: float = 0.05
-
-    def __post_init__(self) -> None:
-        if self.layers is not None and self.layers < 1:
-            raise ValueError(f"layers must be at least 1, got {self.layers}")
-        if self.r < 1 or self.alpha < 1:
-            raise ValueError("r and alpha must be positive")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+    layers: int | None = option(None, ge=1, hint="null: a quarter of the target's layers")
+    r: int = option(32, ge=1)
+    alpha: int = option(32, gt=0)
+    dropout: float = option(0.05, ge=0, lt=1)
 
 
 @SCOPES.register("assistant")

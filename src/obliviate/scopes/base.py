@@ -20,6 +20,7 @@ from typing import Any, Callable, ClassVar, Iterator
 import torch
 
 from obliviate.registry import Registry
+from obliviate.validation import option
 
 
 @dataclass
@@ -41,6 +42,8 @@ class ScopeData:
 
 class Scope:
     name: ClassVar[str]
+    #: whether Trainer checkpoints can hold this scope's trained state (``training.save_every``)
+    supports_checkpoints: ClassVar[bool] = True
     Config: ClassVar[type] = ScopeConfig
 
     #: whether :meth:`prepare` needs the encoded forget/retain data
@@ -105,17 +108,13 @@ class FullScope(Scope):
 
 @dataclass
 class LoraConfig:
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.0
+    r: int = option(8, ge=1)
+    alpha: int = option(16, gt=0)
+    dropout: float = option(0.0, ge=0, lt=1)
     #: module names; empty = the architecture's default (peft's per-model default, else all-linear)
     target_modules: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if self.r < 1 or self.alpha <= 0:
-            raise ValueError("r must be at least 1 and alpha positive")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if isinstance(self.target_modules, str):
             self.target_modules = [self.target_modules]
         if self.target_modules is None:

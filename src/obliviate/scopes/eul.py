@@ -39,21 +39,16 @@ from obliviate.models.bottleneck import (
     save_adapter_folder,
 )
 from obliviate.scopes.base import SCOPES, Scope, ScopeData, eval_mode
+from obliviate.validation import option
 
 
 @dataclass
 class EULScopeConfig:
-    size: float = 0.005
-    bottleneck: int = 0  # explicit width; 0 = from ``size``
+    size: float = option(0.005, gt=0, lt=1, hint="a fraction of the base's parameter count")
+    bottleneck: int = option(0, ge=0)  # explicit width; 0 = from ``size``
     modules: list[str] = field(default_factory=list)  # FFN module name; empty = found per architecture
-    init_seed: int = 0
-    gram_batch_size: int = 32
-
-    def __post_init__(self) -> None:
-        if not 0 < self.size < 1:
-            raise ValueError(f"size must be a fraction in (0, 1), got {self.size}")
-        if self.bottleneck < 0 or self.gram_batch_size < 1:
-            raise ValueError("bottleneck must be >= 0 and gram_batch_size >= 1")
+    init_seed: int = option(0, ge=0)
+    gram_batch_size: int = option(32, ge=1)
 
 
 class _GramCallback(TrainerCallback):

@@ -22,17 +22,15 @@ import torch
 
 from obliviate.errors import ConfigError
 from obliviate.scopes.base import SCOPES, Scope, ScopeData, eval_mode
+from obliviate.validation import option
 
 
 @dataclass
 class OffsetConfig:
     assistant: str | None = None
-    layers: int | None = None
-    weight: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.layers is not None and self.layers < 1:
-            raise ValueError(f"layers must be at least 1, got {self.layers}")
+    layers: int | None = option(None, ge=1, hint="null: a quarter of the target's layers")
+    # w = 0 would leave the assistant no gradient (the model stays the target); w < 0 flips the offset.
+    weight: float = option(1.0, gt=0)
 
 
 @SCOPES.register("offset")
@@ -40,6 +38,8 @@ class OffsetScope(Scope):
     """Train an assistant's offset from its frozen copy; the target stays frozen (δ-unlearning)."""
 
     Config = OffsetConfig
+    # Trainer cannot save the composed module it trains (tied weights shared across members)
+    supports_checkpoints = False
 
     def prepare(self, model: Any, data: ScopeData | None = None) -> Any:
         from obliviate.models.composed import ComposedCausalLM

@@ -41,6 +41,7 @@ from obliviate.data.encoding import pad_batch
 from obliviate.errors import ConfigError
 from obliviate.logprobs import token_nll
 from obliviate.scopes.base import SCOPES, FullScope, ScopeData
+from obliviate.validation import option
 
 SCORES = ("wagle", "magnitude", "gradient", "snip", "random")
 MASK_FILE = "wagle_mask.safetensors"
@@ -50,22 +51,14 @@ MASK_FILE = "wagle_mask.safetensors"
 class WagleConfig:
     """``ratio`` is the fraction of weights UPDATED (0.95: 95 % trainable, 5 % frozen)."""
 
-    ratio: float = 0.95
-    score: Literal["wagle", "magnitude", "gradient", "snip", "random"] = "wagle"
-    mu: float = 1e-6
+    ratio: float = option(0.95, gt=0, le=1, hint="the fraction of weights updated")
+    score: Literal["wagle", "magnitude", "gradient", "snip", "random"] = option("wagle", choices=SCORES)
+    mu: float = option(1e-6, gt=0, hint="the score divides the retain gradient by mu")
     mask_path: str | None = None
-    batch_size: int = 8
-    sample_size: int = 1 << 20
+    batch_size: int = option(8, ge=1)
+    sample_size: int = option(1 << 20, ge=1)
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.ratio <= 1.0:
-            raise ValueError(f"ratio must be in (0, 1] (the fraction of weights updated), got {self.ratio}")
-        if self.score not in SCORES:
-            raise ValueError(f"score must be one of {', '.join(SCORES)}, got {self.score!r}")
-        if self.mu <= 0:
-            raise ValueError(f"mu must be positive, got {self.mu}")
-        if self.batch_size < 1 or self.sample_size < 1:
-            raise ValueError("batch_size and sample_size must be positive")
         if self.mask_path and not Path(self.mask_path).is_file():  # refuse before any heavy work
             raise ValueError(f"mask_path {self.mask_path}: no such file; compute one with `obliviate mask`")
 

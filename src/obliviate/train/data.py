@@ -10,16 +10,17 @@ a batch to one length so the objective can run them in one forward pass.
 from __future__ import annotations
 
 import random
+from collections import Counter
 from importlib import resources
 from typing import Any, Sequence
 
 import torch
 
 from obliviate.data.encoding import encode_pair, encode_text, pad_batch
-from obliviate.errors import ConfigError
+from obliviate.errors import ConfigError, DataError
 from obliviate.logprobs import IGNORE_INDEX, sequence_nll
 from obliviate.memorisation import target_from_item, text_target
-from obliviate.schedules.base import ForgetTarget
+from obliviate.schedules.base import ForgetTarget, ItemKey
 from obliviate.scopes.base import ScopeData
 
 
@@ -39,18 +40,35 @@ def record_text(record: dict) -> str:
     return f"{record['question']} {record['answer']}"
 
 
-def encode_record(tokenizer: Any, record: dict, *, max_length: int, fact: bool = False) -> dict:
-    """``input_ids``/``labels`` of one record; ``fact`` keeps only the fact-value tokens in the labels."""
+def encode_record(tokenizer: Any, record: dict, *, max_length: int, fact: bool = False,
+                  where: str = "record", counts: Counter | None = None) -> dict:
+    """``input_ids``/``labels`` of one training record; ``fact`` keeps only the fact-value tokens in
+    the labels. A prompt too long for ``max_length`` loses its earliest tokens (counted in
+    ``counts["shortened"]``); an answer that alone does not fit is refused, since training on a
+    cut answer (or on none) would silently train on something else than the record."""
     if is_text_record(record):
         enc = encode_text(tokenizer, record_text(record), max_length=max_length)
         return {"input_ids": enc.input_ids, "labels": enc.labels}
-    enc = encode_pair(tokenizer, record["question"], record["answer"], max_length=max_length,
-                      fact_span=record.get("fact_span") if fact else None)
-    return {"input_ids": enc.input_ids, "labels": enc.fact_labels if fact else enc.labels}
+    if not record["answer"].strip():
+        raise DataError(f"{where}: its answer is empty, so there is nothing to train on; give the answer or "
+                        "drop the record")
+    pair = encode_pair(tokenizer, record["question"], record["answer"], max_length=max_length,
+                       fact_span=record.get("fact_span") if fact else None)
+    if pair.answer_cut:
+        raise DataError(f"{where}: its answer alone is longer than training.max_length={max_length} tokens; "
+                        "raise training.max_length or shorten the answer")
+    if pair.shortened and counts is not None:
+        counts["shortened"] += 1
+    labels = pair.fact_labels if fact else pair.labels
+    if all(label == IGNORE_INDEX for label in labels):
+        raise DataError(f"{where}: no tokens left to train on (empty answer or fact span); fix the record"
+                        + (" or use objective.forget_tokens=answer" if fact else ""))
+    return {"input_ids": pair.input_ids, "labels": labels}
 
 
 def encode_forget(tokenizer: Any, records: Sequence[dict], *, forget_tokens: str, max_length: int,
-                  with_idk: bool, seed: int, neighbours: Sequence[dict] | None = None) -> list[dict]:
+                  with_idk: bool, seed: int, neighbours: Sequence[dict] | None = None,
+                  counts: Counter | None = None) -> list[dict]:
     """Encode forget items; with ``forget_tokens="fact"`` the labels cover the fact value only."""
     if forget_tokens == "fact":
         missing = [i for i, r in enumerate(records, 1) if "fact_span" not in r]
@@ -63,12 +81,15 @@ def encode_forget(tokenizer: Any, records: Sequence[dict], *, forget_tokens: str
     idk = idk_answers()
     items = []
     for n, r in enumerate(records):
-        item = {"forget": encode_record(tokenizer, r, max_length=max_length, fact=forget_tokens == "fact")}
+        item = {"forget": encode_record(tokenizer, r, max_length=max_length, fact=forget_tokens == "fact",
+                                        where=f"forget record {n + 1}", counts=counts)}
         if with_idk:
-            alt = encode_pair(tokenizer, r["question"], rng.choice(idk), max_length=max_length)
-            item["forget_idk"] = {"input_ids": alt.input_ids, "labels": alt.labels}
+            alt = encode_record(tokenizer, {"question": r["question"], "answer": rng.choice(idk)},
+                                max_length=max_length, where=f"forget record {n + 1} (its 'I don't know' answer)")
+            item["forget_idk"] = alt
         if neighbours is not None:
-            item["neighbour"] = encode_record(tokenizer, neighbours[n], max_length=max_length)
+            item["neighbour"] = encode_record(tokenizer, neighbours[n], max_length=max_length,
+                                              where=f"forget record {n + 1}'s retain neighbour")
         items.append(item)
     return items
 
@@ -95,29 +116,34 @@ def forget_targets(tokenizer: Any, records: Sequence[dict], items: Sequence[dict
 
 
 class PairedDataset(torch.utils.data.Dataset):
-    """Forget items, each served with the next retain item of a seeded permutation."""
+    """Forget items, each served with a retain partner that is a pure function of (forget index,
+    epoch, seed): epoch ``e`` pairs item ``i`` with entry ``i + e·F`` (mod R) of a seeded retain
+    permutation, so one epoch pairs distinct retain items and successive epochs walk through the
+    whole retain set. Indexed by :class:`~obliviate.schedules.base.ItemKey`."""
 
     def __init__(self, forget_items: list[dict], retain_items: list[dict], seed: int = 0):
         self.forget_items = forget_items
         self.retain_items = retain_items
         self._order = list(range(len(retain_items)))
         random.Random(seed).shuffle(self._order)
-        self._served = 0
 
     def __len__(self) -> int:
         return len(self.forget_items)
 
-    def paired_retain(self) -> list[dict]:
-        """The retain item the first epoch pairs with each forget item (without serving it)."""
+    def retain_index(self, index: int, epoch: int) -> int:
+        return self._order[(index + epoch * len(self.forget_items)) % len(self._order)]
+
+    def paired_retain(self, epoch: int = 0) -> list[dict]:
+        """The retain item ``epoch`` pairs with each forget item."""
         if not self.retain_items:
             return []
-        return [self.retain_items[self._order[i % len(self._order)]] for i in range(len(self.forget_items))]
+        return [self.retain_items[self.retain_index(i, epoch)] for i in range(len(self.forget_items))]
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: ItemKey) -> dict:
+        index, epoch = key
         item = dict(self.forget_items[index])
         if self.retain_items:
-            item["retain"] = self.retain_items[self._order[self._served % len(self._order)]]
-            self._served += 1
+            item["retain"] = self.retain_items[self.retain_index(index, epoch)]
         return item
 
 

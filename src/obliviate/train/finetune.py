@@ -7,8 +7,32 @@ from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Sequence
 
 from obliviate.data.encoding import SFTCollator
-from obliviate.train.args import training_arguments
+from obliviate.registry import make_config
+from obliviate.train.args import trainer_output_dir, training_arguments
 from obliviate.train.data import encode_record, is_text_record
+from obliviate.validation import option
+
+#: transformers schedulers that need what our trainer does not give: an evaluation loop
+#: (reduce_lr_on_plateau, greedy) or scheduler arguments (warmup_stable_decay, cosine_warmup_with_min_lr).
+_UNSUPPORTED_SCHEDULERS = frozenset({"reduce_lr_on_plateau", "greedy", "warmup_stable_decay",
+                                     "cosine_warmup_with_min_lr"})
+WARMUP_HINT = "< 1: a fraction of the steps; >= 1: a number of steps"
+
+
+def trainer_schedulers() -> tuple[str, ...]:
+    """The learning-rate schedules a recipe may name: transformers' ``SchedulerType`` values that
+    train with the arguments :func:`~obliviate.train.args.training_arguments` passes."""
+    from transformers.trainer_utils import SchedulerType
+
+    return tuple(s.value for s in SchedulerType if s.value not in _UNSUPPORTED_SCHEDULERS)
+
+
+def reporting_integrations() -> tuple[str, ...]:
+    """What ``report_to`` may name: ``none``, ``all`` or an integration that is installed here
+    (transformers would fail on the first logging step otherwise)."""
+    from transformers.integrations import get_available_reporting_integrations
+
+    return ("none", "all", *get_available_reporting_integrations())
 
 
 @dataclass(frozen=True)
@@ -16,14 +40,14 @@ class FinetuneConfig:
     """Defaults memorise the embedded benchmark fast on CPU: a high peak learning rate with
     cosine decay to 10 % (a constant rate needed almost twice the time), AdamW β2 0.98, no decay."""
 
-    epochs: int = 30
-    learning_rate: float = 3e-3
-    batch_size: int = 32
-    min_lr_rate: float = 0.1
-    adam_beta2: float = 0.98
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.03
-    max_length: int = 128
+    epochs: int = option(30, ge=1)
+    learning_rate: float = option(3e-3, gt=0)
+    batch_size: int = option(32, ge=1)
+    min_lr_rate: float = option(0.1, ge=0, le=1)
+    adam_beta2: float = option(0.98, ge=0, lt=1)
+    weight_decay: float = option(0.0, ge=0)
+    warmup_ratio: float = option(0.03, ge=0, hint=WARMUP_HINT)
+    max_length: int = option(128, ge=2)
     # A class attribute, not a field: as_dict() is part of the embedded models' cache key.
     scheduler: ClassVar[str] = "cosine_with_min_lr"
 
@@ -45,29 +69,15 @@ class UserFinetuneConfig:
     decay and no warm-up. :class:`FinetuneConfig`'s high rates suit only the tiny embedded models.
     """
 
-    epochs: float = 3
-    learning_rate: float = FULL_LEARNING_RATE
-    batch_size: int = 8
-    max_length: int = 512
-    scheduler: str = "linear"
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.0
-    adam_beta2: float = 0.999
-    min_lr_rate: float = 0.0  # used only by the cosine_with_min_lr scheduler
-
-    def __post_init__(self) -> None:
-        from obliviate.errors import ConfigError
-
-        for name in ("epochs", "learning_rate"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
-                raise ConfigError(f"fine-tuning {name.replace('_', ' ')} must be a number > 0, got {value!r}")
-        for name in ("batch_size", "max_length"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"fine-tuning {name.replace('_', ' ')} must be an integer >= 1, got {value!r}")
-        if not (self.weight_decay >= 0 and self.warmup_ratio >= 0):
-            raise ConfigError("fine-tuning weight decay and warm-up ratio must be >= 0")
+    epochs: float = option(3, gt=0)
+    learning_rate: float = option(FULL_LEARNING_RATE, gt=0)
+    batch_size: int = option(8, ge=1)
+    max_length: int = option(512, ge=2)  # a prompt token and an answer token
+    scheduler: str = option("linear", choices=trainer_schedulers)
+    weight_decay: float = option(0.0, ge=0)
+    warmup_ratio: float = option(0.0, ge=0, hint=WARMUP_HINT)
+    adam_beta2: float = option(0.999, ge=0, lt=1)
+    min_lr_rate: float = option(0.0, ge=0, le=1)  # used only by the cosine_with_min_lr scheduler
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -75,10 +85,11 @@ class UserFinetuneConfig:
 
 def user_finetune_config(*, lora: bool = False, learning_rate: float | None = None,
                          **kwargs: Any) -> UserFinetuneConfig:
-    """:class:`UserFinetuneConfig` with the LoRA or full-weight default rate unless one is given."""
+    """:class:`UserFinetuneConfig` with the LoRA or full-weight default rate unless one is given,
+    each option checked (:mod:`obliviate.validation`) before any model loads."""
     if learning_rate is None:
         learning_rate = LORA_LEARNING_RATE if lora else FULL_LEARNING_RATE
-    return UserFinetuneConfig(learning_rate=learning_rate, **kwargs)
+    return make_config(UserFinetuneConfig, {"learning_rate": learning_rate, **kwargs}, where="fine-tuning")
 
 
 def encode_records(tokenizer: Any, records: Sequence[dict], max_length: int) -> list[dict]:
@@ -128,10 +139,16 @@ def finetune(model: Any, tokenizer: Any, records: Sequence[dict],
              config: FinetuneConfig | UserFinetuneConfig, *, seed: int = 0, show_progress: bool = True) -> Any:
     """Fine-tune ``model`` (full weights, or a peft model's adapter) on ``records`` in place and
     return it."""
+    with trainer_output_dir() as scratch:
+        return _finetune_in(scratch, model, tokenizer, records, config, seed=seed, show_progress=show_progress)
+
+
+def _finetune_in(output_dir: str, model: Any, tokenizer: Any, records: Sequence[dict],
+                 config: FinetuneConfig | UserFinetuneConfig, *, seed: int, show_progress: bool) -> Any:
     from transformers import Trainer
 
     args = training_arguments(
-        output_dir=None, epochs=config.epochs, learning_rate=config.learning_rate,
+        output_dir=output_dir, epochs=config.epochs, learning_rate=config.learning_rate,
         batch_size=config.batch_size, seed=seed, scheduler=config.scheduler,
         min_lr_rate=config.min_lr_rate, adam_beta2=config.adam_beta2,
         weight_decay=config.weight_decay, warmup_ratio=config.warmup_ratio,

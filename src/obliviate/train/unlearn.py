@@ -4,13 +4,16 @@ objective."""
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
 
+from obliviate.errors import ConfigError
 from obliviate.objectives.base import Objective, Reference
 from obliviate.schedules.base import Schedule, ScheduleContext
 from obliviate.scopes.base import Scope
-from obliviate.train.args import training_arguments
+from obliviate.train.args import trainer_output_dir, training_arguments
 from obliviate.train.data import (
     PairedCollator,
     PairedDataset,
@@ -21,22 +24,34 @@ from obliviate.train.data import (
     record_text,
     scope_data,
 )
+from obliviate.train.finetune import (
+    WARMUP_HINT,
+    reporting_integrations,
+    trainer_schedulers,
+)
+from obliviate.validation import option
 
 
 @dataclass
 class TrainingConfig:
     """Optimiser settings. Defaults are TOFU's unlearning setup (lr 1e-5, weight decay 0.01,
-    linear decay) scaled to one device; the embedded recipe sets values for its tiny model."""
+    linear decay) scaled to one device; the embedded recipe sets values for its tiny model.
+    ``save_every``/``keep_checkpoints``: checkpoints for resuming an interrupted run."""
 
-    learning_rate: float = 1e-5
-    batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    weight_decay: float = 0.01
-    scheduler: str = "linear"
-    warmup_ratio: float = 0.0
-    max_length: int = 512
-    logging_steps: int = 5
-    report_to: str = "none"
+    learning_rate: float = option(1e-5, gt=0)
+    batch_size: int = option(8, ge=1)
+    gradient_accumulation_steps: int = option(1, ge=1)
+    weight_decay: float = option(0.01, ge=0)
+    scheduler: str = option("linear", choices=trainer_schedulers)
+    warmup_ratio: float = option(0.0, ge=0, hint=WARMUP_HINT)
+    max_length: int = option(512, ge=2)  # a prompt token and an answer token
+    logging_steps: int = option(5, ge=1)
+    report_to: str = option("none", choices=reporting_integrations,
+                            hint="installed reporting integrations; install the one you name first")
+    #: checkpoint every N optimiser steps into the output folder (``--resume`` continues); None: never
+    save_every: int | None = option(None, ge=1)
+    #: keep the checkpoints in the output folder after the run completes (default: removed)
+    keep_checkpoints: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -66,10 +81,33 @@ def pair_neighbours(forget: Sequence[dict], retain: Sequence[dict], embedder_kin
     return [retain[i] for i in index], embedder.name
 
 
+def check_training_records(tokenizer: Any, forget: Sequence[dict], retain: Sequence[dict], *,
+                           objective: Objective, scope: Scope, training: TrainingConfig) -> dict[str, int]:
+    """Encode the records as training will, without a model, so that a record that cannot be
+    trained on (an answer longer than ``max_length``, no label tokens) is refused before the
+    model loads. Returns how many prompts each side had shortened."""
+    cfg = objective.config
+    forget_counts, retain_counts = Counter(), Counter()
+    encode_forget(tokenizer, forget, forget_tokens=cfg.forget_tokens, max_length=training.max_length,
+                  with_idk="forget_idk" in objective.extra_groups, seed=0, counts=forget_counts)
+    if "retain" in objective.groups() or scope.needs_data or "neighbour" in objective.extra_groups:
+        for n, record in enumerate(retain, 1):
+            encode_record(tokenizer, record, max_length=training.max_length, where=f"retain record {n}",
+                          counts=retain_counts)
+    return {"forget": forget_counts["shortened"], "retain": retain_counts["shortened"]}
+
+
 def unlearn_model(model: Any, tokenizer: Any, forget: Sequence[dict], retain: Sequence[dict], *,
                   objective: Objective, scope: Scope, schedule: Schedule, training: TrainingConfig,
-                  seed: int = 0, show_progress: bool = True) -> UnlearnOutcome:
-    """Unlearn ``forget`` from ``model`` while keeping ``retain``; returns the trained model."""
+                  seed: int = 0, show_progress: bool = True, checkpoint_dir: str | Path | None = None,
+                  resume: bool = False) -> UnlearnOutcome:
+    """Unlearn ``forget`` from ``model`` while keeping ``retain``; returns the trained model.
+
+    With ``checkpoint_dir`` and ``training.save_every``, Trainer checkpoints (model or adapter,
+    optimiser, scheduler, RNG states, step) go there; ``resume`` continues from the newest
+    complete one. Everything before training (encoding, reference log-probs, a scope's mask or
+    initialisation) is recomputed from the same inputs and seed, so a resumed run equals an
+    uninterrupted one."""
     started = time.perf_counter()
     cfg = objective.config
     info: dict[str, Any] = {}
@@ -82,12 +120,17 @@ def unlearn_model(model: Any, tokenizer: Any, forget: Sequence[dict], retain: Se
     if "neighbour" in objective.extra_groups:
         neighbours, embedder_name = pair_neighbours(forget, retain, getattr(cfg, "embedder", "auto"))
         info["neighbours"] = {"embedder": embedder_name}
+    forget_counts, retain_counts = Counter(), Counter()
     forget_items = encode_forget(tokenizer, forget, forget_tokens=cfg.forget_tokens,
                                  max_length=training.max_length, with_idk="forget_idk" in objective.extra_groups,
-                                 seed=seed, neighbours=neighbours)
+                                 seed=seed, neighbours=neighbours, counts=forget_counts)
     retain_items = []
     if "retain" in objective.groups() or scope.needs_data:
-        retain_items = [encode_record(tokenizer, r, max_length=training.max_length) for r in retain]
+        retain_items = [encode_record(tokenizer, r, max_length=training.max_length, where=f"retain record {n}",
+                                      counts=retain_counts) for n, r in enumerate(retain, 1)]
+    if forget_counts["shortened"] or retain_counts["shortened"]:
+        info["shortened_prompts"] = {"forget": forget_counts["shortened"], "retain": retain_counts["shortened"],
+                                     "max_length": training.max_length}
     if objective.reference_logps:
         attach_reference_logps(model, forget_items, objective.reference_logps, tokenizer.pad_token_id)
 
@@ -102,23 +145,55 @@ def unlearn_model(model: Any, tokenizer: Any, forget: Sequence[dict], retain: Se
     composed = schedule.train_batches(forget_items, trained_retain, training.batch_size)
     dataset, batch_sampler = composed or (PairedDataset(forget_items, trained_retain, seed=seed), None)
     reference = Reference(model_logits=scope.reference_logits(model) if objective.needs_reference_model else None)
+    save_every = training.save_every
+    if save_every and checkpoint_dir is None:
+        raise ConfigError("training.save_every needs a folder for the checkpoints (the run's output folder)")
+    checkpointing = bool(save_every and checkpoint_dir is not None)
+    with trainer_output_dir(str(checkpoint_dir) if checkpointing else None) as output_dir:
+        return _train(model, tokenizer, objective=objective, scope=scope, schedule=schedule, training=training,
+                      seed=seed, show_progress=show_progress, output_dir=output_dir,
+                      save_every=save_every if checkpointing else None, resume=resume, dataset=dataset,
+                      batch_sampler=batch_sampler, reference=reference, n_forget=len(forget_items), info=info,
+                      started=started)
+
+
+def _train(model: Any, tokenizer: Any, *, objective: Objective, scope: Scope, schedule: Schedule,
+           training: TrainingConfig, seed: int, show_progress: bool, output_dir: str, save_every: int | None,
+           resume: bool, dataset: Any, batch_sampler: Any, reference: Reference, n_forget: int,
+           info: dict[str, Any], started: float) -> UnlearnOutcome:
+    from obliviate.train.checkpoints import (
+        CheckpointCallback,
+        latest_checkpoint,
+        remove_incomplete,
+    )
+
     args = training_arguments(
-        output_dir=None, epochs=1, learning_rate=training.learning_rate, batch_size=training.batch_size,
+        output_dir=output_dir, epochs=1, learning_rate=training.learning_rate, batch_size=training.batch_size,
         gradient_accumulation_steps=training.gradient_accumulation_steps, seed=seed,
         scheduler=training.scheduler, weight_decay=training.weight_decay, warmup_ratio=training.warmup_ratio,
         logging_steps=training.logging_steps, report_to=training.report_to, show_progress=show_progress,
-        extra=None)
+        save_steps=save_every)
     for key, value in schedule.training_overrides().items():
         setattr(args, key, value)
+    resume_from = None
+    callbacks = [*scope.callbacks(), *schedule.callbacks()]
+    if save_every:
+        callbacks.append(CheckpointCallback(output_dir))
+        if resume:
+            remove_incomplete(output_dir)
+            found = latest_checkpoint(output_dir)
+            resume_from = str(found) if found else None
 
     from obliviate.train.trainer import UnlearningTrainer
 
     trainer = UnlearningTrainer(
         model=model, args=args, train_dataset=dataset, data_collator=PairedCollator(tokenizer.pad_token_id),
-        objective=objective, reference=reference, train_sampler=schedule.train_sampler(),
-        train_batch_sampler=batch_sampler,
-        callbacks=[*scope.callbacks(), *schedule.callbacks()])
-    trainer.train()
+        objective=objective, reference=reference,
+        train_sampler=None if batch_sampler is not None else schedule.train_sampler(n_forget, seed),
+        train_batch_sampler=batch_sampler, callbacks=callbacks)
+    trainer.train(resume_from_checkpoint=resume_from)
+    if resume_from:
+        info["resumed_from_step"] = int(Path(resume_from).name.split("-")[1])
     if scope.info:
         info["scope"] = scope.info
     if schedule.info:
