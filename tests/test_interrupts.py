@@ -115,3 +115,25 @@ def test_resume_refuses_what_it_cannot_continue(tmp_path, tiny_models, records, 
         err = capsys.readouterr().err.strip()
         assert expected in err and "\n" not in err, (argv, err)
     assert not (tmp_path / "icu").exists()
+
+
+def test_a_killed_run_resumes_to_the_same_model_and_figures(tmp_path, tiny_models, capsys, monkeypatch):
+    from tests.conftest import TEST_OVERRIDES
+
+    monkeypatch.chdir(tmp_path)
+    sets = [a for o in TEST_OVERRIDES for a in ("--set", o)]
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    assert main(["run", "--out", str(whole), "--quiet", *sets]) == 0
+    # 3 steps per epoch, 60 in all; killed right after the checkpoint at step 24
+    done = run_child(tmp_path, "SIGKILL", 24, ["run", "--out", str(killed), "--quiet", *sets,
+                                               "--set", "training.save_every=12", "--set", "training.keep_checkpoints=true"])
+    assert done.returncode == -signal.SIGKILL
+    assert not (killed / "summary.json").exists()
+    capsys.readouterr()
+    assert main(["run", "--resume", str(killed), "--quiet"]) == 0
+    a, b = load_file(whole / "model" / "model.safetensors"), load_file(killed / "model" / "model.safetensors")
+    assert all((a[k] == b[k]).all() for k in a)
+    first, second = (json.loads((d / "summary.json").read_text()) for d in (whole, killed))
+    assert first["metrics"]["unlearned"] == second["metrics"]["unlearned"]
+    assert second["unlearning"]["resumed_from_step"] == 24
+    assert sorted(p.name for p in (killed / "checkpoints").iterdir()) == ["checkpoint-60"]  # kept when asked

@@ -66,7 +66,7 @@ class UnlearningTrainer(Trainer):
         loss, logs = self.objective(model, inputs, self.reference)
         if not torch.isfinite(loss):
             raise TrainingError(
-                f"the unlearning loss became {float(loss)} at step {self.state.global_step}; "
+                f"the unlearning loss became {float(loss.detach())} at step {self.state.global_step}; "
                 "lower training.learning_rate or the objective's weights")
         for key, value in logs.items():
             self._objective_logs[key].append(value)
