@@ -87,6 +87,10 @@ def _check_checkpointing(recipe: Recipe, n_seeds: int = 1) -> None:
 INVOCATION = "invocation.json"
 
 
+def _silent(*_: Any) -> None:
+    return None
+
+
 @contextlib.contextmanager
 def _output_folder(out: Path, recipe: Recipe, invocation: dict[str, Any], *, resume: bool,
                    ) -> Iterator[tuple[Path, Path | None]]:
@@ -97,14 +101,22 @@ def _output_folder(out: Path, recipe: Recipe, invocation: dict[str, Any], *, res
     and ``checkpoints/`` (what ``--resume`` needs); the final outputs still appear at once, by
     replacing that folder, which keeps its checkpoints only with ``training.keep_checkpoints``.
     A run that fails before its first checkpoint leaves nothing."""
+    import tempfile
+
+    from obliviate.distributed import is_main_process, wait_for_everyone
     from obliviate.io import atomic_directory, write_json_atomic, write_text_atomic
     from obliviate.train.checkpoints import latest_checkpoint
 
-    if not recipe.training.save_every:
+    wait_for_everyone()  # every process has checked its inputs before the main one creates anything
+    checkpoints = out / "checkpoints" if recipe.training.save_every else None
+    if not is_main_process():  # the main process writes; the others' outputs are scratch
+        with tempfile.TemporaryDirectory(prefix="obliviate-rank-") as scratch:
+            yield Path(scratch), checkpoints
+        return
+    if checkpoints is None:
         with atomic_directory(out) as tmp:
             yield tmp, None
         return
-    checkpoints = out / "checkpoints"
     if not resume:
         out.mkdir(parents=True)
         write_text_atomic(out / "recipe.yaml", recipe.to_yaml())
@@ -697,11 +709,12 @@ def compute_mask(model: str | os.PathLike, forget: str | os.PathLike | Sequence[
     _set_threads(rec.threads)
     tokenizer = load_tokenizer(model, trust_remote_code=rec.model.trust_remote_code)
     set_template(tokenizer, rec.model.template)
-    loaded = load_model(model, dtype=rec.model.dtype, trust_remote_code=rec.model.trust_remote_code)
     forget_tokens = rec.objective.get("forget_tokens", "answer")
     items = encode_forget(tokenizer, forget_records, forget_tokens=forget_tokens,
                           max_length=rec.training.max_length, with_idk=False, seed=rec.seed)
-    retain_items = [encode_record(tokenizer, r, max_length=rec.training.max_length) for r in retain_records]
+    retain_items = [encode_record(tokenizer, r, max_length=rec.training.max_length, where=f"retain record {n}")
+                    for n, r in enumerate(retain_records, 1)]
+    loaded = load_model(model, dtype=rec.model.dtype, trust_remote_code=rec.model.trust_remote_code)
     started = time.perf_counter()
     masks = compute_masks(loaded, scope_data(items, retain_items, tokenizer.pad_token_id, rec.seed), config,
                           seed=rec.seed)
@@ -781,7 +794,11 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
     from obliviate.report.figures import seed_spread
     from obliviate.report.tables import privacy_table, spread_note
 
+    from obliviate.distributed import is_main_process
+
     started = time.perf_counter()
+    if not is_main_process():  # every process runs the pipeline; one reports it
+        log = _silent
     if out is not None and not resume:
         _check_new_folder(out)
     rec = _as_recipe(recipe, method=method, forget_split=forget_split, overrides=overrides,

@@ -292,7 +292,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             result = api.unlearn(args.model, args.forget, args.retain, method=args.method, recipe=args.recipe,
                                  overrides=args.overrides, out=args.out, request_id=args.request_id,
                                  show_progress=not quiet, log=_note)
-        print(f"unlearned model saved to {result.out} ({result.seconds:.1f} s)")
+        from obliviate.distributed import is_main_process
+
+        if is_main_process():
+            print(f"unlearned model saved to {result.out} ({result.seconds:.1f} s)")
     elif args.command == "deficiency":
         from obliviate import api
 

@@ -60,8 +60,16 @@ def load_tokenizer(path: str | os.PathLike, *, trust_remote_code: bool = False) 
 
 
 def load_model(path: str | os.PathLike, *, dtype: str = "float32", trust_remote_code: bool = False) -> Any:
-    """A causal LM from a folder or hub id; a folder with ``composition.json`` (ULD, Offset) loads as
-    the composed model it describes, one with ``eul_adapter.json`` as its base with the adapters."""
+    """A causal LM from a folder or hub id, on this process's training device (its GPU when there
+    is one: evaluation and the precomputes before training run where training will); a folder
+    with ``composition.json`` (ULD, Offset) loads as the composed model it describes, one with
+    ``eul_adapter.json`` as its base with the adapters."""
+    from obliviate.distributed import training_device
+
+    return _load(path, dtype=dtype, trust_remote_code=trust_remote_code).to(training_device())
+
+
+def _load(path: str | os.PathLike, *, dtype: str, trust_remote_code: bool) -> Any:
     from transformers import AutoModelForCausalLM
 
     from obliviate.models.bottleneck import is_adapter_folder, load_adapter_folder

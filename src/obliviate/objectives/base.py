@@ -50,14 +50,29 @@ class Reference:
     model_logits: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None
 
 
+#: key of a group's batch entry holding its answer-token count per process over the whole global
+#: batch (set by the trainer in multi-process runs; see :meth:`GroupStats.token_mean`)
+TOKEN_NORM = "token_norm"
+
+
 @dataclass
 class GroupStats:
-    """Per-sequence answer statistics of one group from the shared forward pass."""
+    """Per-sequence answer statistics of one group from the shared forward pass.
+
+    ``token_norm``: in a multi-process run, the group's answer tokens over all processes divided
+    by their number, so that a token mean here, averaged over processes by DDP, is the token mean
+    over the global batch (as one process with the whole batch computes it)."""
 
     logits: torch.Tensor
     labels: torch.Tensor
     token_nll: torch.Tensor
     mask: torch.Tensor
+    token_norm: torch.Tensor | None = None
+
+    def token_mean(self, values: torch.Tensor) -> torch.Tensor:
+        """Sum of per-token ``values`` over the group's answer tokens, divided by their count."""
+        count = self.token_norm if self.token_norm is not None else self.mask.sum()
+        return values.sum() / count.clamp_min(1)
 
     @property
     def sum_logp(self) -> torch.Tensor:
@@ -69,7 +84,7 @@ class GroupStats:
 
     def mean_nll(self) -> torch.Tensor:
         """Token-mean NLL over the whole group (the usual LM loss)."""
-        return self.token_nll.sum() / self.mask.sum().clamp_min(1)
+        return self.token_mean(self.token_nll)
 
 
 def forward_groups(model: Any, batch: dict[str, Any], groups: list[str]) -> dict[str, GroupStats]:
@@ -82,7 +97,7 @@ def forward_groups(model: Any, batch: dict[str, Any], groups: list[str]) -> dict
         n = batch[g]["input_ids"].shape[0]
         lg, labels = logits[start:start + n], batch[g]["labels"]
         nll, mask = token_nll(lg, labels)
-        out[g] = GroupStats(lg, labels, nll, mask)
+        out[g] = GroupStats(lg, labels, nll, mask, batch[g].get(TOKEN_NORM))
         start += n
     return out
 
@@ -100,7 +115,7 @@ def kl_to_reference(stats: GroupStats, ref_logits: torch.Tensor) -> torch.Tensor
     open-unlearning averages over every position of the flattened batch, padding and prompt
     included; we average over the answer tokens the retain term is about.
     """
-    return token_kl(stats, ref_logits).sum() / stats.mask.sum().clamp_min(1)
+    return stats.token_mean(token_kl(stats, ref_logits))
 
 
 class Objective:

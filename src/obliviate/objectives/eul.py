@@ -73,7 +73,7 @@ class EULObjective(Objective):
             kl = token_kl(group, teacher[start:start + n])
             start += n
             if name == "retain":
-                kl_mean, nll = kl.sum() / group.mask.sum().clamp_min(1), group.mean_nll()
+                kl_mean, nll = group.token_mean(kl), group.mean_nll()
                 loss = loss + cfg.kl_weight * kl_mean + cfg.retain_weight * nll
                 logs.update(retain_kl=float(kl_mean.detach()), retain_loss=float(nll.detach()))
                 continue

@@ -7,6 +7,7 @@ accumulation, checkpoints and Accelerate launchers unchanged.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
 from typing import Any, Iterator
@@ -45,6 +46,10 @@ def training_arguments(*, output_dir: str, epochs: float, learning_rate: float,
     if scheduler == "cosine_with_min_lr":
         kwargs["lr_scheduler_kwargs"] = {"min_lr_rate": min_lr_rate}
     warmup_steps = warmup_ratio if warmup_ratio < 1 else int(warmup_ratio)
+    # Mixed precision comes from the launcher (`accelerate launch --mixed_precision` or a config
+    # file): Trainer must agree with it, or DeepSpeed refuses to start.
+    precision = os.environ.get("ACCELERATE_MIXED_PRECISION", "no")
+    kwargs.update({"bf16": precision == "bf16", "fp16": precision == "fp16"})
     kwargs.update(extra or {})
     return TrainingArguments(
         output_dir=output_dir,

@@ -171,24 +171,36 @@ class PairedCollator:
         return batch
 
 
-@torch.no_grad()
 def attach_reference_logps(model: Any, items: list[dict], groups: Sequence[str], pad_id: int,
                            batch_size: int = 32) -> None:
     """Store the model's summed answer log-prob of each group in each item, once, before training.
 
     NPO and DPO need only this one number per sequence from the reference model, so no second
-    model has to stay in memory.
+    model has to stay in memory. Computed on the model's device and dtype (so that
+    log π_θ − log π_ref is 0 at step 0); in a multi-process run each process computes a share of
+    the items and all receive every value.
     """
+    from obliviate.distributed import sharded_map
+
+    @torch.no_grad()
+    def logps(indices: Sequence[int]) -> list[dict[str, float]]:
+        device = next(model.parameters()).device
+        rows: list[dict[str, float]] = [{} for _ in indices]
+        for group in groups:
+            for start in range(0, len(indices), batch_size):
+                chunk = list(range(start, min(start + batch_size, len(indices))))
+                batch = pad_batch([items[indices[k]][group] for k in chunk], pad_id)
+                logits = model(input_ids=batch["input_ids"].to(device),
+                               attention_mask=batch["attention_mask"].to(device)).logits
+                sums, _ = sequence_nll(logits, batch["labels"].to(device))
+                for k, value in zip(chunk, (-sums).tolist()):
+                    rows[k][group] = value
+        return rows
+
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
-    for group in groups:
-        for start in range(0, len(items), batch_size):
-            chunk = items[start:start + batch_size]
-            batch = pad_batch([it[group] for it in chunk], pad_id)
-            logits = model(input_ids=batch["input_ids"].to(device),
-                           attention_mask=batch["attention_mask"].to(device)).logits
-            sums, _ = sequence_nll(logits, batch["labels"].to(device))
-            for it, value in zip(chunk, (-sums).tolist()):
-                it.setdefault("ref_logps", {})[group] = value
-    model.train(was_training)
+    try:
+        for item, values in zip(items, sharded_map(logps, len(items))):
+            item.setdefault("ref_logps", {}).update(values)
+    finally:
+        model.train(was_training)

@@ -15,7 +15,11 @@ from transformers import Trainer
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from obliviate.errors import TrainingError
-from obliviate.objectives.base import Objective, Reference
+from obliviate.logprobs import IGNORE_INDEX
+from obliviate.objectives.base import TOKEN_NORM, Objective, Reference
+
+#: every group a paired batch can carry (the all-reduce of token counts needs one list on all processes)
+GROUPS = ("forget", "forget_idk", "neighbour", "retain")
 
 
 class QuietProgressCallback(ProgressCallback):
@@ -63,6 +67,8 @@ class UnlearningTrainer(Trainer):
                                                    collate_fn=self.data_collator, num_workers=0))
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.accelerator.num_processes > 1:
+            inputs = self._with_global_token_counts(inputs)
         loss, logs = self.objective(model, inputs, self.reference)
         if not torch.isfinite(loss):
             raise TrainingError(
@@ -72,10 +78,32 @@ class UnlearningTrainer(Trainer):
             self._objective_logs[key].append(value)
         return (loss, None) if return_outputs else loss
 
+    def _with_global_token_counts(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Give each group its answer-token count over all processes (per process), so token-mean
+        terms equal one process's over the global batch. One all-reduce per step over a fixed list
+        of groups, since role-pure batches (alternating schedule) differ between processes."""
+        groups = GROUPS
+        counts = torch.stack([(inputs[g]["labels"][:, 1:] != IGNORE_INDEX).sum() if g in inputs
+                              else torch.zeros((), dtype=torch.long, device=self.accelerator.device)
+                              for g in groups]).to(self.accelerator.device)
+        totals = self.accelerator.reduce(counts, reduction="sum").float() / self.accelerator.num_processes
+        out = dict(inputs)
+        for g, total in zip(groups, totals):
+            if g in inputs:
+                out[g] = {**inputs[g], TOKEN_NORM: total}
+        return out
+
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
-        for key, values in self._objective_logs.items():
-            if values:
-                logs[key] = round(math.fsum(values) / len(values), 5)
+        means = {k: math.fsum(v) / len(v) for k, v in self._objective_logs.items() if v}
+        if self.accelerator.num_processes > 1:  # every process logs at the same steps: average them
+            from accelerate.utils import gather_object
+
+            per_process = gather_object([means])
+            keys = sorted({k for m in per_process for k in m})
+            means = {k: math.fsum(m[k] for m in per_process if k in m) / sum(k in m for m in per_process)
+                     for k in keys}
+        for key, value in means.items():
+            logs[key] = round(value, 5)
         self._objective_logs.clear()
         self.history.append({"step": self.state.global_step, **logs})
         super().log(logs, *args, **kwargs)
