@@ -12,7 +12,7 @@ summary records (epochs used, whether a cap was hit).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterator, NamedTuple
+from typing import Any, Callable, ClassVar, Iterator, NamedTuple
 
 import torch
 
@@ -51,13 +51,24 @@ class ForgetSampler(torch.utils.data.Sampler):
     """Each epoch, a shuffle of the forget items seeded by (seed, epoch). The Trainer (through
     Accelerate) calls :meth:`set_epoch` before every epoch, also when it resumes mid-run."""
 
+    #: length grouping sorts this many batches' worth of items at a time (as Trainer's own
+    #: LengthGroupedSampler does), so batches still vary between epochs
+    MEGABATCH = 16
+
     def __init__(self, n_items: int, seed: int = 0):
         self.n_items = n_items
         self.seed = seed
         self.epoch = 0
+        self._grouping: tuple[int, Callable[[int, int], int]] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
+
+    def group_by_length(self, batch_size: int, length: Callable[[int, int], int]) -> None:
+        """Order each epoch so that every batch holds items of similar padded length
+        (``length(index, epoch)``): shuffle, sort within megabatches, cut into batches, shuffle the
+        full batches (a short one stays last, so batch boundaries stay where the loader cuts)."""
+        self._grouping = (int(batch_size), length)
 
     def active(self) -> list[int]:
         """The items this epoch draws from (all of them; ICU drops the forgotten ones)."""
@@ -69,7 +80,23 @@ class ForgetSampler(torch.utils.data.Sampler):
     def __iter__(self) -> Iterator[ItemKey]:
         active = self.active()
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter([ItemKey(active[i], self.epoch) for i in torch.randperm(len(active), generator=gen).tolist()])
+        order = [active[i] for i in torch.randperm(len(active), generator=gen).tolist()]
+        if self._grouping is not None:
+            order = self._grouped(order, gen)
+        return iter([ItemKey(i, self.epoch) for i in order])
+
+    def _grouped(self, order: list[int], gen: torch.Generator) -> list[int]:
+        size, length = self._grouping
+        lengths = {i: length(i, self.epoch) for i in order}
+        mega = size * self.MEGABATCH
+        batches: list[list[int]] = []
+        for start in range(0, len(order), mega):
+            chunk = sorted(order[start:start + mega], key=lambda i: -lengths[i])
+            batches += [chunk[j:j + size] for j in range(0, len(chunk), size)]
+        full = [b for b in batches if len(b) == size]
+        short = [b for b in batches if len(b) < size]
+        return [i for k in torch.randperm(len(full), generator=gen).tolist() for i in full[k]] + \
+            [i for b in short for i in b]
 
 
 class Schedule:

@@ -133,6 +133,14 @@ class PairedDataset(torch.utils.data.Dataset):
     def retain_index(self, index: int, epoch: int) -> int:
         return self._order[(index + epoch * len(self.forget_items)) % len(self._order)]
 
+    def padded_length(self, index: int, epoch: int) -> int:
+        """What this example pads a batch to: its longest sequence, the retain partner included."""
+        item = self.forget_items[index]
+        longest = max(len(group["input_ids"]) for key, group in item.items() if key != "ref_logps")
+        if self.retain_items:
+            longest = max(longest, len(self.retain_items[self.retain_index(index, epoch)]["input_ids"]))
+        return longest
+
     def paired_retain(self, epoch: int = 0) -> list[dict]:
         """The retain item ``epoch`` pairs with each forget item."""
         if not self.retain_items:

@@ -52,6 +52,10 @@ class TrainingConfig:
     save_every: int | None = option(None, ge=1)
     #: keep the checkpoints in the output folder after the run completes (default: removed)
     keep_checkpoints: bool = False
+    #: batches of similar lengths (less padding); off by default until the presets are re-tuned with it
+    group_by_length: bool = False
+    #: recompute activations in the backward pass (gradient checkpointing): less memory, more compute
+    activation_checkpointing: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -172,9 +176,14 @@ def _train(model: Any, tokenizer: Any, *, objective: Objective, scope: Scope, sc
         gradient_accumulation_steps=training.gradient_accumulation_steps, seed=seed,
         scheduler=training.scheduler, weight_decay=training.weight_decay, warmup_ratio=training.warmup_ratio,
         logging_steps=training.logging_steps, report_to=training.report_to, show_progress=show_progress,
-        save_steps=save_every)
+        save_steps=save_every, extra={"activation_checkpointing": training.activation_checkpointing})
     for key, value in schedule.training_overrides().items():
         setattr(args, key, value)
+    sampler = None
+    if batch_sampler is None:
+        sampler = schedule.train_sampler(n_forget, seed)
+        if training.group_by_length:
+            sampler.group_by_length(training.batch_size, dataset.padded_length)
     resume_from = None
     callbacks = [*scope.callbacks(), *schedule.callbacks()]
     if save_every:
@@ -189,7 +198,7 @@ def _train(model: Any, tokenizer: Any, *, objective: Objective, scope: Scope, sc
     trainer = UnlearningTrainer(
         model=model, args=args, train_dataset=dataset, data_collator=PairedCollator(tokenizer.pad_token_id),
         objective=objective, reference=reference,
-        train_sampler=None if batch_sampler is not None else schedule.train_sampler(n_forget, seed),
+        train_sampler=sampler,
         train_batch_sampler=batch_sampler, callbacks=callbacks)
     trainer.train(resume_from_checkpoint=resume_from)
     if resume_from:
