@@ -63,6 +63,9 @@ def _max_new_tokens(config: EvalConfig) -> int:
 class SplitResult:
     items: list[dict]
     aggregates: dict[str, float]
+    #: seconds spent scoring (one batched forward pass over every answer of the split),
+    #: generating, and on membership-inference scores
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def truth_ratios(self) -> list[float]:
@@ -104,12 +107,16 @@ def evaluate_split(model: Any, tokenizer: Any, split: str, records: Sequence[Map
         pairs.extend((q, p) for p in perturbed)
         slots.append((base, base + 1, list(range(base + 2, base + 2 + len(perturbed)))))
     with_mia = config.mia and split in MIA_SPLITS
+    clock = time.perf_counter()
     scores = score_pairs(model, tokenizer, pairs, batch_size=config.batch_size, max_length=config.max_length,
                          desc=f"scoring {split}", show_progress=show_progress, token_stats=with_mia)
+    timings = {"scoring_s": time.perf_counter() - clock}
+    clock = time.perf_counter()
     generations = generate_answers(model, tokenizer, [r["question"] for r in records],
                                    answers=[r["answer"] for r in records], max_new_tokens=_max_new_tokens(config),
                                    batch_size=config.batch_size, max_length=config.max_length,
                                    desc=f"generating {split}", show_progress=show_progress)
+    timings["generation_s"] = time.perf_counter() - clock
     rouge = metrics.rouge_l_recall(generations, [r["answer"] for r in records])
 
     items: list[dict] = []
@@ -140,8 +147,10 @@ def evaluate_split(model: Any, tokenizer: Any, split: str, records: Sequence[Map
     if reference_items is not None and len(reference_items) != len(items):
         reference_items = None  # the reference scored other items
     if with_mia and scored:
+        clock = time.perf_counter()
         _add_mia(model, tokenizer, [item for item, _ in scored], [s for _, s in scored], config, reference_items)
-    return SplitResult(items, _aggregate(split, items))
+        timings["mia_s"] = time.perf_counter() - clock
+    return SplitResult(items, _aggregate(split, items), {k: round(v, 3) for k, v in timings.items()})
 
 
 def _add_mia(model: Any, tokenizer: Any, items: list[dict], answer_scores: Sequence[Any], config: EvalConfig,
@@ -225,7 +234,9 @@ def evaluate_model(model: Any, tokenizer: Any, eval_splits: Mapping[str, Sequenc
         aggregates.update(passage_aggregates)
         for role, rows in passage_items.items():
             splits[f"{role}_passages"] = SplitResult(rows, {})
-    summary = {"metrics": aggregates, "timings": {"evaluate_s": round(time.perf_counter() - started, 3)},
+    parts = {f"{kind}_s": round(sum(r.timings.get(f"{kind}_s", 0.0) for r in splits.values()), 3)
+             for kind in ("scoring", "generation", "mia")}
+    summary = {"metrics": aggregates, "timings": {"evaluate_s": round(time.perf_counter() - started, 3), **parts},
                "eval_config": {**vars(config), "max_new_tokens": _max_new_tokens(config)},
                "template": template_of(tokenizer).name,
                "generation": settings(_max_new_tokens(config), stop_token_ids(model, tokenizer.eos_token_id))}
