@@ -203,7 +203,7 @@ RUN_CASES = [
     ("run_benchmark_size_unknown", ["run", "--set", "benchmark.size=huge"], "huge"),
     ("run_benchmark_unknown", ["run", "--set", "benchmark.name=mmlu"], "mmlu"),
     ("run_task_unknown", ["run", "--set", "benchmark.task=essays"], "essays"),
-    ("run_seeds_0", ["run", "--seeds", "0"], "at least 1"),
+    ("run_seeds_0", ["run", "--seeds", "0"], "seeds is a whole number >= 1"),
     ("run_out_empty", ["run", "--out", ""], "empty"),
     ("eval_batch_size_0", ["eval", "--model", "{model}", "--batch-size", "0"], "batch_size"),
     ("eval_max_new_tokens_negative", ["eval", "--model", "{model}", "--max-new-tokens", "-5"], "max_new_tokens"),

@@ -22,14 +22,21 @@ def _add_recipe_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected at least 1, got {value}")
-    return value
+def _whole_number(minimum: int, what: str):
+    """An argparse type: a whole number of at least ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{what} is a whole number >= {minimum}, got {value}")
+        return value
+    return parse
+
+
+_seed_count = _whole_number(1, "the number of seeds")
+_seed = _whole_number(0, "a seed")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -37,16 +44,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"obliviate: error: {message} (see {self.prog} --help)\n")
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"a seed is a whole number >= 0, got {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run folder to create (default: runs/<benchmark>-<split>-<method>-<time>)")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="continue an interrupted run started with --set training.save_every=N (its folder)")
-    p.add_argument("--seeds", type=_positive_int, default=1, metavar="N",
+    p.add_argument("--seeds", type=_seed_count, default=1, metavar="N",
                    help="repeat unlearning and its evaluation over N seeds (the recipe's seed, seed+1, ...) and "
                    "report each metric's median [min, max]; the benchmark and its models keep the recipe's seed, "
                    "the saved model is the first seed's (default 1)")
