@@ -11,7 +11,13 @@ import sys
 import pytest
 
 from obliviate.errors import ConfigError, TrainingError
-from obliviate.io import atomic_directory, check_output_path, remove_stale_temporaries, write_text_atomic
+from obliviate.io import (
+    atomic_directory,
+    atomic_path,
+    check_output_path,
+    remove_stale_temporaries,
+    write_text_atomic,
+)
 
 
 def dead_pid() -> int:
@@ -37,6 +43,11 @@ def test_a_failed_write_removes_the_folders_made_for_it(tmp_path):
     with pytest.raises(RuntimeError):
         with atomic_directory(out) as tmp:
             (tmp / "partial.json").write_text("{")
+            raise RuntimeError("failed half-way")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "c" / "mask.safetensors") as tmp:
+            tmp.write_bytes(b"partial")
             raise RuntimeError("failed half-way")
     assert list(tmp_path.iterdir()) == []
     with atomic_directory(out) as tmp:

@@ -66,7 +66,7 @@ def test_uld_run_composes_and_reports_like_any_model(tmp_path, tiny_models):
                  out=tmp_path / "uld", show_progress=False, log=lambda *_: None)
     target, unlearned = result.rows["target"], result.rows["unlearned"]
     assert unlearned["forget_Q_A_Prob"] < 0.75 * target["forget_Q_A_Prob"]
-    # measured over training seeds 0/1/2 (Intel Xeon, 1 thread): utility 0.89 / 0.97 / 0.89 of the target's
+    # this run with seeds=[0, 1, 2] gives utility 0.89 / 0.97 / 0.89 of the target's (Intel Xeon, 1 thread)
     assert unlearned["model_utility"] >= 0.85 * target["model_utility"]
     assert unlearned["retain_Q_A_Prob"] >= 0.95 * target["retain_Q_A_Prob"]
     folder = tmp_path / "uld" / "model"

@@ -785,6 +785,7 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
     from obliviate.benchmarks import load_benchmark
     from obliviate.data.encoding import prompt_description, prompt_examples
     from obliviate.data.templates import set_template
+    from obliviate.distributed import is_main_process
     from obliviate.evaluate.results import save_eval_result
     from obliviate.evaluate.tofu import evaluate_model, for_benchmark
     from obliviate.io import write_json_atomic, write_jsonl_atomic, write_text_atomic
@@ -794,22 +795,19 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
     from obliviate.report.figures import seed_spread
     from obliviate.report.tables import privacy_table, spread_note
 
-    from obliviate.distributed import is_main_process
-
     started = time.perf_counter()
     if not is_main_process():  # every process runs the pipeline; one reports it
         log = _silent
-    if out is not None and not resume:
-        _check_new_folder(out)
     rec = _as_recipe(recipe, method=method, forget_split=forget_split, overrides=overrides,
                      out=str(out) if out is not None else None)
     training_seeds = _training_seeds(seeds, rec.seed)
     _check_checkpointing(rec, len(training_seeds))
-    out_path = Path(rec.out) if rec.out is not None else _default_out(rec)
+    out = rec.out if rec.out is not None else _default_out(rec)
     if resume:
+        out_path = Path(out)
         read_invocation(out_path, "run")
     else:
-        out_path = _check_new_folder(out_path, needed_bytes=_weights_bytes(rec.model.target or ""))
+        out_path = _check_new_folder(out, needed_bytes=_weights_bytes(rec.model.target or ""))
     _set_threads(rec.threads)
     bench = rec.benchmark
     # The benchmark's data and the embedded models follow the recipe's seed, never the training seeds.

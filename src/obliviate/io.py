@@ -86,26 +86,25 @@ def _nearest_existing(path: Path) -> Path:
     return probe
 
 
-def check_output_path(path: str | os.PathLike | None, *, what: str = "--out", needed_bytes: int = 0,
-                      must_not_exist: bool = True) -> Path:
+def check_output_path(path: str | os.PathLike | None, *, needed_bytes: int = 0) -> Path:
     """Refuse, before any work, an output that could not be written: an empty name, an existing
     path, a parent that is a file, a folder without write permission, too little free space for
     ``needed_bytes`` (plus :data:`MIN_FREE_BYTES`)."""
     if path is None or not str(path).strip():
-        raise ConfigError(f"{what} is empty; give the path of a new folder")
+        raise ConfigError("--out is empty; give the path of a new folder")
     path = Path(path).expanduser()
-    if must_not_exist and (path.exists() or path.is_symlink()):
+    if path.exists() or path.is_symlink():
         kind = "folder" if path.is_dir() else "file"
-        raise ConfigError(f"{what} {path}: a {kind} of that name already exists; choose another name or remove it")
+        raise ConfigError(f"--out {path}: a {kind} of that name already exists; choose another name or remove it")
     base = _nearest_existing(path.parent)
     if not base.is_dir():
-        raise ConfigError(f"{what} {path}: {base} is a file, not a folder; choose a path under a folder")
+        raise ConfigError(f"--out {path}: {base} is a file, not a folder; choose a path under a folder")
     if not os.access(base, os.W_OK | os.X_OK):
-        raise ConfigError(f"{what} {path}: {base} is not writable (permission denied or read-only); "
+        raise ConfigError(f"--out {path}: {base} is not writable (permission denied or read-only); "
                           "choose a folder you can write to")
     free = shutil.disk_usage(base).free
     if free < needed_bytes + MIN_FREE_BYTES:
-        raise ConfigError(f"{what} {path}: only {free / 2 ** 20:.0f} MiB free on that disk, about "
+        raise ConfigError(f"--out {path}: only {free / 2 ** 20:.0f} MiB free on that disk, about "
                           f"{(needed_bytes + MIN_FREE_BYTES) / 2 ** 20:.0f} MiB needed; free space or choose another disk")
     return path
 
@@ -171,11 +170,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
-        _remove_if_empty(created)
-        raise
-    finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        _remove_if_empty(created)  # after the temporary is gone, or the parent is not empty
+        raise
 
 
 @contextlib.contextmanager
@@ -193,10 +191,6 @@ def atomic_directory(path: str | os.PathLike, *, overwrite: bool = False) -> Ite
             shutil.rmtree(path)
         os.replace(tmp, path)
     except BaseException:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-        _remove_if_empty(created)
+        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_if_empty(created)  # after the temporary is gone, or the parent is not empty
         raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)

@@ -188,7 +188,7 @@ def resolve_recipe(data: Mapping[str, Any] | None = None, *, method: str | None 
         data[axis] = _normalise_axis(data.get(axis), axis)
     if forget_split:
         data.setdefault("benchmark", {})["forget_split"] = forget_split
-    if out:
+    if out is not None:  # "" stays, so that the output check refuses it
         data["out"] = out
     for text in overrides:
         apply_override(data, text)

@@ -149,60 +149,44 @@ def unlearn_model(model: Any, tokenizer: Any, forget: Sequence[dict], retain: Se
     composed = schedule.train_batches(forget_items, trained_retain, training.batch_size)
     dataset, batch_sampler = composed or (PairedDataset(forget_items, trained_retain, seed=seed), None)
     reference = Reference(model_logits=scope.reference_logits(model) if objective.needs_reference_model else None)
-    save_every = training.save_every
-    if save_every and checkpoint_dir is None:
-        raise ConfigError("training.save_every needs a folder for the checkpoints (the run's output folder)")
-    checkpointing = bool(save_every and checkpoint_dir is not None)
-    with trainer_output_dir(str(checkpoint_dir) if checkpointing else None) as output_dir:
-        return _train(model, tokenizer, objective=objective, scope=scope, schedule=schedule, training=training,
-                      seed=seed, show_progress=show_progress, output_dir=output_dir,
-                      save_every=save_every if checkpointing else None, resume=resume, dataset=dataset,
-                      batch_sampler=batch_sampler, reference=reference, n_forget=len(forget_items), info=info,
-                      started=started)
-
-
-def _train(model: Any, tokenizer: Any, *, objective: Objective, scope: Scope, schedule: Schedule,
-           training: TrainingConfig, seed: int, show_progress: bool, output_dir: str, save_every: int | None,
-           resume: bool, dataset: Any, batch_sampler: Any, reference: Reference, n_forget: int,
-           info: dict[str, Any], started: float) -> UnlearnOutcome:
     from obliviate.train.checkpoints import (
         CheckpointCallback,
         latest_checkpoint,
         remove_incomplete,
     )
-
-    args = training_arguments(
-        output_dir=output_dir, epochs=1, learning_rate=training.learning_rate, batch_size=training.batch_size,
-        gradient_accumulation_steps=training.gradient_accumulation_steps, seed=seed,
-        scheduler=training.scheduler, weight_decay=training.weight_decay, warmup_ratio=training.warmup_ratio,
-        logging_steps=training.logging_steps, report_to=training.report_to, show_progress=show_progress,
-        save_steps=save_every, extra={"activation_checkpointing": training.activation_checkpointing})
-    for key, value in schedule.training_overrides().items():
-        setattr(args, key, value)
-    sampler = None
-    if batch_sampler is None:
-        sampler = schedule.train_sampler(n_forget, seed)
-        if training.group_by_length:
-            sampler.group_by_length(training.batch_size, dataset.padded_length)
-    resume_from = None
-    callbacks = [*scope.callbacks(), *schedule.callbacks()]
-    if save_every:
-        callbacks.append(CheckpointCallback(output_dir))
-        if resume:
-            remove_incomplete(output_dir)
-            found = latest_checkpoint(output_dir)
-            resume_from = str(found) if found else None
-
     from obliviate.train.trainer import UnlearningTrainer
 
-    trainer = UnlearningTrainer(
-        model=model, args=args, train_dataset=dataset, data_collator=PairedCollator(tokenizer.pad_token_id),
-        objective=objective, reference=reference,
-        train_sampler=sampler,
-        train_batch_sampler=batch_sampler, callbacks=callbacks)
-    trainer.train(resume_from_checkpoint=resume_from)
+    save_every = training.save_every
+    if save_every and checkpoint_dir is None:
+        raise ConfigError("training.save_every needs a folder for the checkpoints (the run's output folder)")
+    sampler = None
+    if batch_sampler is None:
+        sampler = schedule.train_sampler(len(forget_items), seed)
+        if training.group_by_length:
+            sampler.group_by_length(training.batch_size, dataset.padded_length)
+    callbacks = [*scope.callbacks(), *schedule.callbacks()]
+    with trainer_output_dir(str(checkpoint_dir) if save_every else None) as output_dir:
+        args = training_arguments(
+            output_dir=output_dir, epochs=1, learning_rate=training.learning_rate, batch_size=training.batch_size,
+            gradient_accumulation_steps=training.gradient_accumulation_steps, seed=seed,
+            scheduler=training.scheduler, weight_decay=training.weight_decay, warmup_ratio=training.warmup_ratio,
+            logging_steps=training.logging_steps, report_to=training.report_to, show_progress=show_progress,
+            save_steps=save_every, extra={"activation_checkpointing": training.activation_checkpointing})
+        for key, value in schedule.training_overrides().items():
+            setattr(args, key, value)
+        resume_from = None
+        if save_every:
+            callbacks.append(CheckpointCallback(output_dir))
+            if resume:
+                remove_incomplete(output_dir)
+                resume_from = latest_checkpoint(output_dir)
+        trainer = UnlearningTrainer(
+            model=model, args=args, train_dataset=dataset, data_collator=PairedCollator(tokenizer.pad_token_id),
+            objective=objective, reference=reference, train_sampler=sampler, train_batch_sampler=batch_sampler,
+            callbacks=callbacks)
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     if resume_from:
-        info["resumed_from_step"] = int(Path(resume_from).name.split("-")[1])
+        info["resumed_from_step"] = int(resume_from.name.split("-")[1])
     if scope.info:
         info["scope"] = scope.info
     if schedule.info:
