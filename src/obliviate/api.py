@@ -769,7 +769,7 @@ def _training_seeds(seeds: int | Sequence[int] | None, recipe_seed: int) -> list
 def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str | None = None,
         forget_split: str | None = None, overrides: Sequence[str] = (), out: str | os.PathLike | None = None,
         seeds: int | Sequence[int] | None = None, show_progress: bool = True, log: Log = print,
-        resume: bool = False) -> RunResult:
+        resume: bool = False, audit: bool = False) -> RunResult:
     """The whole pipeline: models, unlearning, evaluation of target/retain/unlearned, report.
 
     ``seeds`` repeats unlearning and its evaluation: ``N`` runs seeds ``recipe.seed``,
@@ -780,7 +780,8 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
     and per-seed values, and the saved model (``model/``, ``eval/unlearned``) is the first seed's;
     the other seeds' evaluations go to ``eval/unlearned-seed<N>``. One seed (the default) is a
     plain run. With ``training.save_every`` the run folder holds checkpoints while it trains and
-    ``resume=True`` (or :func:`resume_run`) continues an interrupted run in it.
+    ``resume=True`` (or :func:`resume_run`) continues an interrupted run in it. ``audit=True``
+    ends with :func:`audit` on the run folder (``summary["audit"]``).
     """
     from obliviate.benchmarks import load_benchmark
     from obliviate.data.encoding import prompt_description, prompt_examples
@@ -796,6 +797,8 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
     from obliviate.report.tables import privacy_table, spread_note
 
     started = time.perf_counter()
+    if audit:
+        _check_single_process("run --audit")
     if not is_main_process():  # every process runs the pipeline; one reports it
         log = _silent
     rec = _as_recipe(recipe, method=method, forget_split=forget_split, overrides=overrides,
@@ -933,13 +936,130 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
     if privacy:
         log(f"\n{privacy}")
     log(f"\nrun folder: {out_path}  (report.md, summary.json, eval/, model/)")
+    if audit:
+        log("")
+        summary["audit"] = _audit_folder(out_path, show_progress=show_progress, log=log)
     return RunResult(out_path, rows, summary)
 
 
-def resume_run(run_dir: str | os.PathLike, *, show_progress: bool = True, log: Log = print) -> RunResult:
+def _check_single_process(what: str) -> None:
+    from obliviate.distributed import world_size
+
+    if world_size() > 1:
+        raise ConfigError(f"{what}: the audit runs in one process; run the job under the launcher without it, "
+                          "then `obliviate audit RUN_DIR` without a launcher")
+
+
+def _target_learning_rate(target: str) -> tuple[float, str]:
+    """The rate the target's fine-tuning ended at, from its build record (embedded models) or
+    ``finetune.json`` (``obliviate finetune``): the peak rate times the final-rate factor of a
+    ``cosine_with_min_lr`` schedule (the embedded models' 10 %), else the peak rate. Continuing
+    at the peak with a fresh optimiser and no warm-up wrecks a tiny model in a few steps (target
+    and retain models included), which says nothing about unlearning. TOFU's full fine-tuning
+    rate when neither file says."""
+    from obliviate.benchmarks.authors import BUILD_RECORD
+    from obliviate.train.finetune import FULL_LEARNING_RATE, FinetuneConfig
+
+    folder = Path(target)
+    for name, section in ((BUILD_RECORD, "finetune"), ("finetune.json", "settings")):
+        try:
+            settings = json.loads((folder / name).read_text(encoding="utf-8"))[section]
+            rate = float(settings["learning_rate"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        scheduler = settings.get("scheduler", FinetuneConfig.scheduler if name == BUILD_RECORD else None)
+        if scheduler == "cosine_with_min_lr" and isinstance(settings.get("min_lr_rate"), (int, float)):
+            rate *= float(settings["min_lr_rate"])
+        if rate > 0:
+            return rate, f"the target's final fine-tuning rate ({folder / name})"
+    return FULL_LEARNING_RATE, "TOFU's full fine-tuning rate (the target's own is not recorded)"
+
+
+def audit(run_dir: str | os.PathLike, *, attacks: str | Sequence[str] | None = None, overrides: Sequence[str] = (),
+          show_progress: bool = True, log: Log = print) -> dict[str, Any]:
+    """Attack the models of a finished ``run`` (relearning, quantisation, prompt probes; see
+    :mod:`obliviate.audit`) and add the audit to its ``summary.json`` and ``report.md``.
+
+    ``attacks`` names a subset (default: the recipe's ``audit.attacks``, all of them);
+    ``overrides`` are ``--set`` values such as ``audit.relearn_steps=10``. Measurements go to
+    ``RUN_DIR/audit/`` one file each as they finish; an interrupted audit, run again with the
+    same settings, reuses them. The saved models are only read.
+    """
+    from obliviate.audit import AuditInputs, run_audit
+    from obliviate.benchmarks import load_benchmark
+    from obliviate.data.templates import set_template
+    from obliviate.evaluate.tofu import _max_new_tokens, for_benchmark
+    from obliviate.io import write_json_atomic
+    from obliviate.models.loading import load_tokenizer
+    from obliviate.report import write_report
+
+    _check_single_process("audit")
+    folder = Path(run_dir)
+    summary_path = folder / "summary.json"
+    if not summary_path.is_file() or not (folder / "recipe.yaml").is_file() or not (folder / "model").is_dir():
+        raise ConfigError(f"{folder}: not a finished run folder (summary.json, recipe.yaml and model/ are needed); "
+                          "audit the folder `obliviate run` wrote")
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise ConfigError(f"{summary_path}: not valid JSON ({exc}); the run did not finish writing it") from None
+    extra = list(overrides)
+    if attacks is not None:
+        names = attacks if isinstance(attacks, str) else ",".join(str(a) for a in attacks)
+        extra.append(f"audit.attacks={names}")
+    rec = load_recipe(folder / "recipe.yaml", overrides=extra)
+    _set_threads(rec.threads)
+    bench = rec.benchmark
+    data = load_benchmark(bench.name, bench.forget_split, size=bench.size, seed=rec.seed, source=bench.source,
+                          task=bench.task)
+    if bench.task != "qa":
+        raise ConfigError(f"{folder}: the audit probes forget QA records; this run unlearned {bench.task}")
+    models = dict(summary.get("models") or {})
+    target, retain = models.get("target"), models.get("retain")
+    if bench.name == "authors" and rec.model.target is None and not (target and Path(target).is_dir()):
+        from obliviate.benchmarks.authors import ensure_models
+
+        built = ensure_models(bench.forget_split, bench.size, rec.seed, show_progress=show_progress, log=log)
+        target, retain = str(built.target), str(built.retain)
+    if not target:
+        raise ConfigError(f"{summary_path}: names no target model; the audit needs it")
+    rate = rec.audit.relearn_learning_rate
+    rate_from = "recipe audit.relearn_learning_rate"
+    if rate is None:
+        rate, rate_from = _target_learning_rate(target)
+    tokenizer = load_tokenizer(target, trust_remote_code=rec.model.trust_remote_code)
+    set_template(tokenizer, rec.model.template)
+    eval_config = for_benchmark(rec.eval, data.max_new_tokens)
+    inputs = AuditInputs(
+        models={"target": target, "retain": retain, "unlearned": str(folder / "model")}, tokenizer=tokenizer,
+        forget=data.forget, retain_records=data.retain,
+        utility_splits={k: v for k, v in data.eval_splits.items() if k != "forget"}, eval_config=eval_config,
+        max_new_tokens=_max_new_tokens(eval_config), learning_rate=rate, learning_rate_from=rate_from,
+        seed=rec.seed, dtype=rec.model.dtype, trust_remote_code=rec.model.trust_remote_code)
+    try:
+        result = run_audit(inputs, rec.audit, folder=folder / "audit", log=log, show_progress=show_progress)
+    except ValueError as exc:
+        raise ConfigError(f"audit: {exc}") from None
+    write_json_atomic(folder / "audit" / "audit.json", result)
+    summary["audit"] = result
+    write_json_atomic(summary_path, summary)
+    write_report(folder, summary["metrics"], summary)
+    from obliviate.report.tables import audit_table
+
+    log("")
+    log(audit_table(result))
+    log(f"\naudit: {folder / 'audit'}  (report.md has the table and audit.png)")
+    return result
+
+
+_audit_folder = audit  # run() takes an ``audit`` flag, which hides the function inside it
+
+
+def resume_run(run_dir: str | os.PathLike, *, show_progress: bool = True, log: Log = print,
+               audit: bool = False) -> RunResult:
     """Continue an interrupted, checkpointed ``run`` in ``run_dir``: the evaluations are redone,
     training continues from the newest complete checkpoint."""
     folder = Path(run_dir)
     invocation = read_invocation(folder, "run")
     return run(folder / "recipe.yaml", out=folder, seeds=invocation.get("seeds"), show_progress=show_progress,
-               log=log, resume=True)
+               log=log, resume=True, audit=audit)

@@ -68,7 +68,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="repeat unlearning and its evaluation over N seeds (the recipe's seed, seed+1, ...) and "
                    "report each metric's median [min, max]; the benchmark and its models keep the recipe's seed, "
                    "the saved model is the first seed's (default 1)")
+    p.add_argument("--audit", action="store_true",
+                   help="after the run, attack its models (relearning, quantisation, prompt probes) and add the "
+                   "recovery table to the report; the same as `obliviate audit RUN_DIR` afterwards")
     _add_recipe_options(p)
+
+    p = sub.add_parser("audit", help="does the forgetting survive relearning, quantisation and other prompts?",
+                       description="Attack the target, retain and unlearned models of a finished run folder and "
+                       "report, per attack, how much of the forgotten knowledge comes back: recovery = (attacked "
+                       "- un-attacked) / (target - un-attacked) forget-answer probability, beside the retain "
+                       "model's own recovery (the honest floor). Attacks: relearn (fine-tune on half the forget "
+                       "set), relearn-benign (on retain data), quant8, quant4 (round-to-nearest weights), "
+                       "paraphrase, fewshot, prefix (part of the answer given), cloze (fill in the blank). Writes "
+                       "RUN_DIR/audit/ and adds an audit section to summary.json and report.md; the saved models "
+                       "are only read. Settings: --set audit.relearn_steps=N and the other audit.* values (see "
+                       "docs/audit.md). Interrupted, the same command continues.", epilog=EPILOG)
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by `obliviate run`")
+    p.add_argument("--attacks", help="comma-separated subset (default: all): relearn, relearn-benign, quant8, "
+                   "quant4, paraphrase, fewshot, prefix, cloze")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override an audit value, e.g. audit.relearn_steps=10 (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
     p = sub.add_parser("unlearn", help="unlearn a forget set from a model and save it",
                        description="Unlearn FORGET from MODEL, keeping RETAIN, and save the result "
@@ -269,12 +289,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         from obliviate import api
 
         _only_resume(args, ("recipe", "forget_split", "out", "method", "overrides"), seeds=args.seeds != 1)
-        api.resume_run(args.resume, show_progress=not quiet)
+        api.resume_run(args.resume, show_progress=not quiet, audit=args.audit)
     elif args.command == "run":
         from obliviate import api
 
         api.run(args.recipe, method=args.method, forget_split=args.forget_split,
-                overrides=args.overrides, out=args.out, seeds=args.seeds, show_progress=not quiet)
+                overrides=args.overrides, out=args.out, seeds=args.seeds, show_progress=not quiet, audit=args.audit)
+    elif args.command == "audit":
+        from obliviate import api
+
+        api.audit(args.run_dir, attacks=args.attacks, overrides=args.overrides, show_progress=not quiet)
     elif args.command == "unlearn":
         from obliviate import api
         from obliviate.errors import ConfigError
@@ -461,6 +485,8 @@ def _raise_on_sigterm():
 
 def _kept_note(args: argparse.Namespace) -> str:
     """What an interrupted command left: checkpoints to resume from, or nothing."""
+    if args.command == "audit" and Path(args.run_dir, "audit").is_dir():
+        return f"finished measurements kept in {Path(args.run_dir, 'audit')}; the same command continues"
     out = getattr(args, "out", None) or getattr(args, "resume", None)
     if out and Path(out, "checkpoints").is_dir():
         return f"checkpoints kept in {out}; continue with `obliviate {args.command} --resume {out}`"

@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
+from obliviate.audit.config import AuditConfig
 from obliviate.data.authors import SIZES
 from obliviate.data.templates import TEMPLATE_NAMES
 from obliviate.errors import ConfigError
@@ -81,6 +82,7 @@ class Recipe:
     composition: dict[str, Any] = field(default_factory=dict)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -95,7 +97,8 @@ class _Scalars:
     threads: int | None = option(None, ge=1, hint="null: torch's default")
 
 
-_SECTIONS = {"benchmark": BenchmarkSection, "model": ModelSection, "training": TrainingConfig, "eval": EvalConfig}
+_SECTIONS = {"benchmark": BenchmarkSection, "model": ModelSection, "training": TrainingConfig, "eval": EvalConfig,
+             "audit": AuditConfig}
 _SCALARS = {"method", "seed", "threads", "out"}
 
 

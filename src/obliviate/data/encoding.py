@@ -84,7 +84,7 @@ def _prompt_token_count(tokenizer: Any, ids: list[int], offsets: list | None, te
 
 def encode_pair(tokenizer: Any, question: str, answer: str, *, fact_span: Sequence[int] | None = None,
                 max_length: int = 512, add_eos: bool = True,
-                template: str | PromptTemplate | None = None) -> EncodedPair:
+                template: str | PromptTemplate | None = None, shots: Sequence[tuple[str, str]] = ()) -> EncodedPair:
     """Encode one (question, answer): labels are the answer tokens (and EOS) only.
 
     The pair is rendered by ``template`` (default: the tokenizer's, see
@@ -95,7 +95,7 @@ def encode_pair(tokenizer: Any, question: str, answer: str, *, fact_span: Sequen
     offsets of the fact value in the answer), ``fact_labels`` keeps only the tokens that overlap
     the fact value, for objectives that forget the value and not the sentence frame around it.
     """
-    rendered = render_pair(tokenizer, question, answer, template_of(tokenizer, template))
+    rendered = render_pair(tokenizer, question, answer, template_of(tokenizer, template), shots)
     ids, offsets = _tokenize(tokenizer, rendered.text, rendered.add_special_tokens)
     n_prompt = _prompt_token_count(tokenizer, ids, offsets, rendered.text, rendered.prompt_end,
                                    rendered.add_special_tokens)
@@ -129,13 +129,15 @@ def encode_pair(tokenizer: Any, question: str, answer: str, *, fact_span: Sequen
 
 
 def encode_prompt(tokenizer: Any, question: str, answer: str | None = None, *, max_length: int = 512,
-                  template: str | PromptTemplate | None = None) -> list[int]:
+                  template: str | PromptTemplate | None = None, shots: Sequence[tuple[str, str]] = (),
+                  given: int = 0) -> list[int]:
     """The generation prompt of ``question``: exactly the prompt part of the joint encoding of the
     pair with ``answer`` (its reference answer, which decides only whether a token at the boundary
-    is the answer's; a placeholder when None)."""
+    is the answer's; a placeholder when None), after the worked examples ``shots``; with
+    ``given`` it ends with the answer's first ``given`` tokens (a partial-answer prompt)."""
     enc = encode_pair(tokenizer, question, PLACEHOLDER_ANSWER if answer is None else answer,
-                      max_length=max_length, add_eos=False, template=template)
-    return enc.input_ids[:enc.prompt_tokens]
+                      max_length=max_length, add_eos=False, template=template, shots=shots)
+    return enc.input_ids[:enc.prompt_tokens + given]
 
 
 def prompt_examples(tokenizer: Any, records: Sequence[dict], n: int = 3) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import datetime as _dt
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from obliviate.errors import ConfigError
 
@@ -180,21 +180,34 @@ def _apply_chat_template(tokenizer: Any, template: PromptTemplate, messages: lis
                                              **template.chat_kwargs())
 
 
-def _chat_messages(template: PromptTemplate, question: str) -> list[dict[str, str]]:
+#: what separates worked examples (``shots``) from each other and from the question in a
+#: plain-text template
+SHOT_SEPARATOR = "\n\n"
+
+Shots = Sequence[tuple[str, str]]
+
+
+def _chat_messages(template: PromptTemplate, question: str, shots: Shots = ()) -> list[dict[str, str]]:
     system = [{"role": "system", "content": template.system_prompt}] if template.system_prompt else []
-    return [*system, {"role": "user", "content": question}]
+    turns = [m for q, a in shots for m in ({"role": "user", "content": q}, {"role": "assistant", "content": a})]
+    return [*system, *turns, {"role": "user", "content": question}]
 
 
-def render_prompt(tokenizer: Any, question: str, template: str | PromptTemplate | None = None) -> str:
-    """The prompt text of ``question``: what the model reads before its answer."""
+def render_prompt(tokenizer: Any, question: str, template: str | PromptTemplate | None = None,
+                  shots: Shots = ()) -> str:
+    """The prompt text of ``question``: what the model reads before its answer. ``shots``
+    (question, answer) pairs come first as worked examples: earlier turns of a chat, or earlier
+    question/answer blocks of a plain-text template."""
     chosen = template_of(tokenizer, template)
     if not chosen.is_chat:
-        return chosen.prompt.format(question=question)
-    return _apply_chat_template(tokenizer, chosen, _chat_messages(chosen, question), True)
+        examples = "".join(chosen.prompt.format(question=q) + chosen.answer_prefix + a + SHOT_SEPARATOR
+                           for q, a in shots)
+        return examples + chosen.prompt.format(question=question)
+    return _apply_chat_template(tokenizer, chosen, _chat_messages(chosen, question, shots), True)
 
 
 def render_pair(tokenizer: Any, question: str, answer: str,
-                template: str | PromptTemplate | None = None) -> RenderedPair:
+                template: str | PromptTemplate | None = None, shots: Shots = ()) -> RenderedPair:
     """Prompt and answer as one text, as the model was trained on it.
 
     A chat template renders the whole conversation (so the answer ends with the template's
@@ -202,12 +215,13 @@ def render_pair(tokenizer: Any, question: str, answer: str,
     generation prompt or does not contain the answer, the prompt followed by the answer is used.
     """
     chosen = template_of(tokenizer, template)
-    prompt = render_prompt(tokenizer, question, chosen)
+    prompt = render_prompt(tokenizer, question, chosen, shots)
     if not chosen.is_chat:
         return RenderedPair(prompt + chosen.answer_prefix + answer, len(prompt),
                             len(prompt) + len(chosen.answer_prefix), True)
     full = _apply_chat_template(tokenizer, chosen,
-                                [*_chat_messages(chosen, question), {"role": "assistant", "content": answer}], False)
+                                [*_chat_messages(chosen, question, shots), {"role": "assistant", "content": answer}],
+                                False)
     if isinstance(full, str) and full.startswith(prompt):
         start = full.find(answer, len(prompt)) if answer else len(prompt)
         if start < 0 and answer.strip():

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 import torch
 
 from obliviate.data.encoding import IGNORE_INDEX, encode_pair, encode_prompt, pad_batch, template_of
+from obliviate.data.templates import Shots
 from obliviate.logprobs import sequence_nll, token_correct, token_logprob_stats
 from obliviate.progress import progress
 
@@ -44,23 +45,39 @@ def _device(model: Any) -> torch.device:
     return next(model.parameters()).device
 
 
-def _scored(pair: Any) -> dict[str, list[int]]:
+def _scored(pair: Any, given: int = 0) -> dict[str, list[int]]:
     """A pair as scored: a long prompt loses its earliest tokens; an answer that alone does not fit
     ``max_length`` is not scored at all (no labels), so it is excluded and counted rather than
-    scored on a cut answer."""
+    scored on a cut answer. The first ``given`` answer tokens are read, not scored."""
     encoded = pair.as_dict()
     if pair.answer_cut:
         encoded["labels"] = [IGNORE_INDEX] * len(encoded["labels"])
+    elif given:
+        start = pair.prompt_tokens
+        encoded["labels"][start:start + given] = [IGNORE_INDEX] * len(encoded["labels"][start:start + given])
     return encoded
+
+
+def _per_pair(values: Sequence[Any] | None, n: int, empty: Any) -> list[Any]:
+    if values is None:
+        return [empty] * n
+    if len(values) != n:
+        raise ValueError(f"{len(values)} per-pair values for {n} pairs")
+    return list(values)
 
 
 @torch.no_grad()
 def score_pairs(model: Any, tokenizer: Any, pairs: Sequence[tuple[str, str]], *, batch_size: int = 64,
                 max_length: int = 512, desc: str = "scoring", show_progress: bool = True,
-                token_stats: bool = False) -> list[PairScore]:
+                token_stats: bool = False, shots: Sequence[Shots] | None = None,
+                given: Sequence[int] | None = None) -> list[PairScore]:
     """Teacher-forced NLL of each answer given its question, in one batched pass; with
-    ``token_stats`` also per-token log-probs and their Min-K%++ statistics (membership inference)."""
-    encoded = [_scored(encode_pair(tokenizer, q, a, max_length=max_length)) for q, a in pairs]
+    ``token_stats`` also per-token log-probs and their Min-K%++ statistics (membership inference).
+    Per pair, ``shots`` are worked examples before the question and ``given`` the number of the
+    answer's first tokens placed in the prompt (only the rest is scored)."""
+    shots, given = _per_pair(shots, len(pairs), ()), _per_pair(given, len(pairs), 0)
+    encoded = [_scored(encode_pair(tokenizer, q, a, max_length=max_length, shots=s), g)
+               for (q, a), s, g in zip(pairs, shots, given)]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))
     results: list[PairScore | None] = [None] * len(encoded)
     was_training = model.training
@@ -87,21 +104,25 @@ def score_pairs(model: Any, tokenizer: Any, pairs: Sequence[tuple[str, str]], *,
 
 def generate_answers(model: Any, tokenizer: Any, questions: Sequence[str], *, answers: Sequence[str] | None = None,
                      max_new_tokens: int = 32, batch_size: int = 64, max_length: int = 512,
-                     desc: str = "generating", show_progress: bool = True) -> list[str]:
+                     desc: str = "generating", show_progress: bool = True, shots: Sequence[Shots] | None = None,
+                     given: Sequence[int] | None = None) -> list[str]:
     """Greedy answers (every decoding setting explicit, see :mod:`obliviate.generation`), batched
     with left padding, cut at the first stop token (the tokenizer's EOS or any of the model's).
 
     Each prompt is the prompt part of the joint encoding scoring uses (with the reference
     ``answers`` when given), so generation starts from exactly the tokens the model was trained
     and scored on. A template's ``answer_prefix`` (``tofu-phi``'s ``Answer:``) is removed from
-    the start of a generation.
+    the start of a generation. ``shots`` and ``given`` are as in :func:`score_pairs`: a prompt
+    with ``given`` answer tokens is continued from them.
     """
     from obliviate.generation import stop_token_ids
     from obliviate.memorisation import generate_continuations
 
     template = template_of(tokenizer)
     refs = list(answers) if answers is not None else [None] * len(questions)
-    prompts = [encode_prompt(tokenizer, q, a, max_length=max_length) for q, a in zip(questions, refs)]
+    shots, given = _per_pair(shots, len(questions), ()), _per_pair(given, len(questions), 0)
+    prompts = [encode_prompt(tokenizer, q, a, max_length=max_length, shots=s, given=g)
+               for q, a, s, g in zip(questions, refs, shots, given)]
     ids = generate_continuations(model, prompts, max_new_tokens=max_new_tokens, pad_id=tokenizer.pad_token_id,
                                  eos_id=stop_token_ids(model, tokenizer.eos_token_id), batch_size=batch_size,
                                  desc=desc, show_progress=show_progress)

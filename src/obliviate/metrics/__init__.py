@@ -23,6 +23,7 @@ from obliviate.metrics.mia import (
     reference_score,
     zlib_score,
 )
+from obliviate.metrics.recovery import recovery
 from obliviate.metrics.text import rouge_l_f1, rouge_l_recall
 from obliviate.metrics.tofu import (
     MODEL_UTILITY_KEYS,
@@ -54,6 +55,7 @@ __all__ = [
     "normalized_probability",
     "privleak",
     "privleak_muse",
+    "recovery",
     "reference_score",
     "rouge_l_f1",
     "rouge_l_recall",

@@ -47,3 +47,37 @@ def machine() -> dict[str, object]:
     except OSError:
         pass
     return {"cpu": name, "cpu_count": os.cpu_count(), "python": platform.python_version()}
+
+
+def plot_recovery(audit: Mapping[str, Any], path: Path) -> Path | None:
+    """Recovery per attack: the unlearned model's bar beside the retain model's (the honest floor)."""
+    attacks = {k: v for k, v in (audit.get("attacks") or {}).items() if _number(v.get("recovery"))}
+    if not attacks:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(attacks)
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(names) + 2), 3.8), dpi=120)
+    xs = range(len(names))
+    unlearned = [attacks[n]["recovery"] for n in names]
+    retain = [attacks[n].get("retain_recovery") if _number(attacks[n].get("retain_recovery")) else 0.0
+              for n in names]
+    ax.bar([x - 0.2 for x in xs], unlearned, width=0.4, label="unlearned", color="C3")
+    ax.bar([x + 0.2 for x in xs], retain, width=0.4, label="retain (floor)", color="C0")
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.axhline(1, color="grey", linewidth=0.8, linestyle="--")
+    ax.set_xticks(list(xs))
+    ax.set_xticklabels(names, rotation=30, ha="right")
+    ax.set_ylabel("recovery (share of gap to target closed)")
+    ax.set_title("Robustness audit: forget probability recovered")
+    ax.legend()
+    ax.grid(True, axis="y", alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+    return path

@@ -96,3 +96,35 @@ def requests_table(rows: list[dict]) -> str:
     table = comparison_table(keyed, columns, label="request")
     missing = [f"{row['id']}: {row['status']}" for row in rows if row.get("status") != "ok"]
     return table + ("\n" + "\n".join(missing) if missing else "")
+
+
+def _share(value: float | None) -> str:
+    if value is None or value != value:  # NaN: the model never moved away from the target
+        return "—"
+    return f"{value:+.2f}"
+
+
+def _before_after(numbers: Mapping[str, Mapping[str, float]], key: str) -> str:
+    before, after = numbers.get("before", {}).get(key), numbers.get("after", {}).get(key)
+    if before is None or after is None:
+        return "—"
+    return f"{before:.3f} → {after:.3f}"
+
+
+def audit_table(audit: Mapping[str, object]) -> str:
+    """One row per attack, on the measure recovery is judged on (forget-answer probability, or
+    ROUGE-L recall for the probes that give part of the answer): before → after for the unlearned,
+    retain and target models, the recoveries (share of the gap to the un-attacked target closed),
+    and the unlearned model's utility under the attacks that change weights."""
+    header = ("| attack | measure | items | unlearned | recovery | retain | retain's recovery | target "
+              "| unlearned MU |")
+    lines = [header, "|" + "---|" * 9]
+    for name, result in (audit.get("attacks") or {}).items():  # type: ignore[union-attr]
+        models, measure = result["models"], result.get("measure", "prob")
+        retain = models.get("retain")
+        lines.append("| " + " | ".join([
+            name, "forget prob" if measure == "prob" else "ROUGE-L", str(result.get("items", "")),
+            _before_after(models["unlearned"], measure), _share(result.get("recovery")),
+            _before_after(retain, measure) if retain else "—", _share(result.get("retain_recovery")),
+            _before_after(models["target"], measure), _before_after(models["unlearned"], "model_utility")]) + " |")
+    return "\n".join(lines)

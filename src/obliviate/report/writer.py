@@ -8,7 +8,14 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from obliviate.io import write_text_atomic
-from obliviate.report.tables import PRIVACY_COLUMNS, TABLE_COLUMNS, comparison_table, privacy_table, spread_note
+from obliviate.report.tables import (
+    PRIVACY_COLUMNS,
+    TABLE_COLUMNS,
+    audit_table,
+    comparison_table,
+    privacy_table,
+    spread_note,
+)
 
 
 def plot_quality_utility(rows: Mapping[str, Mapping[str, float]], path: Path,
@@ -81,6 +88,8 @@ def write_report(folder: Path, rows: Mapping[str, Mapping[str, float]], info: Ma
     parts += _unlearning_section(info.get("unlearning") or {})
     if plot:
         parts += ["", f"![forget quality vs model utility]({plot.name})"]
+    if info.get("audit"):
+        parts += _audit_section(info["audit"], folder)
     if info.get("timings"):
         parts += ["", "## Timings (s)", ""] + [f"- {k}: {v}" for k, v in info["timings"].items()]
     parts += ["", "Files: `recipe.yaml` (resolved recipe), `summary.json`, `eval/<model>/items/<split>.jsonl` "
@@ -122,3 +131,30 @@ def _unlearning_section(info: Mapping[str, Any]) -> list[str]:
     if info.get("neighbours"):
         lines.append(f"- neighbours paired by {info['neighbours'].get('embedder')}")
     return ["", "## Unlearning", "", *lines] if lines else []
+
+
+def _audit_section(audit: Mapping[str, Any], folder: Path) -> list[str]:
+    """The robustness audit: recovery per attack, beside the retain model's own."""
+    from obliviate.report.figures import plot_recovery
+
+    plot = plot_recovery(audit, folder / "audit.png")
+    relearn = audit.get("relearn") or {}
+    lines = ["", "## Robustness audit", "",
+             "How much of the forgotten knowledge each attack brings back. **recovery** = (attacked − "
+             "un-attacked) / (target − un-attacked) on the same items, in forget-answer probability (ROUGE-L "
+             "recall of the withheld part for the probes that give part of the answer): 0 = nothing "
+             "comes back, 1 = the model answers like the target again, below 0 = the attack lowers it "
+             "(a prompt format can lower every model's numbers; the target column shows by how much). "
+             "The retain model never saw the forget "
+             "set; its recovery under the same attack is the honest floor (a prompt that leaks the answer, or "
+             "fine-tuning on the very facts, raises it too). A method is robust when its recovery stays near "
+             "the retain model's.", "", audit_table(audit), ""]
+    lines += [f"- **{name}**: {result['description']}" for name, result in (audit.get("attacks") or {}).items()]
+    if relearn and any(name.startswith("relearn") for name in audit.get("attacks") or {}):
+        lines.append(f"- relearning: learning rate {relearn.get('learning_rate'):.3g} "
+                     f"(from {relearn.get('learning_rate_from')}), judged on {relearn.get('held_out')} held-out "
+                     "forget items")
+    if plot:
+        lines += ["", f"![recovery per attack]({plot.name})"]
+    lines += ["", "Per-item numbers: `audit/<model>-<attack>.json`."]
+    return lines

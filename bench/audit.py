@@ -1,0 +1,143 @@
+"""The robustness audit for every method on the embedded benchmark (authors forget10).
+
+For each method (its preset, with the training values its own bench uses) and each training seed:
+one `obliviate run` (seed 0's benchmark and models; the training seed varies) followed by
+`obliviate audit`. Prints, per attack, the unlearned model's recovery as median [min, max] over
+seeds, next to the retain model's recovery under the same attack (the honest floor), and writes
+bench/results/audit.json. Resumable: each run folder under --work is reused once its audit is in
+its summary, so a killed bench continues; two benches with disjoint --methods can share --work.
+
+    .venv/bin/python bench/audit.py [--methods ga graddiff ...] [--seeds 0 1 2] [--work /tmp/obliviate-audit]
+    .venv/bin/python bench/audit.py --report-only    # aggregate what --work holds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: method -> (preset, extra overrides): the settings each method's own bench documents
+#: (docs/methods.md); the baselines use the default recipe's training values.
+METHODS: dict[str, tuple[str, list[str]]] = {
+    "ga": ("ga", []),
+    "graddiff": ("graddiff", []),
+    "npo": ("npo", []),
+    "simnpo": ("simnpo", []),
+    "wagle": ("wagle", []),
+    "uld": ("uld", ["training.learning_rate=1e-3", "schedule.epochs=15"]),
+    "eul": ("eul", ["training.learning_rate=1e-2", "schedule.cycles=10"]),
+    "icu": ("icu", []),
+}
+
+
+def run_one(method: str, seed: int, work: Path, size: str, threads: int) -> dict:
+    from obliviate import api
+
+    out = work / f"{method}-seed{seed}"
+    summary_path = out / "summary.json"
+    if summary_path.is_file() and "audit" in json.loads(summary_path.read_text()):
+        return json.loads(summary_path.read_text())
+    preset, overrides = METHODS[method]
+    started = time.perf_counter()
+    if not summary_path.is_file():
+        if out.exists():
+            import shutil
+
+            shutil.rmtree(out)  # an interrupted run: start it again
+        api.run(method=preset, overrides=[f"benchmark.size={size}", f"threads={threads}", *overrides], out=out,
+                seeds=[seed], show_progress=False, log=lambda *_: None)
+    api.audit(out, show_progress=False, log=lambda *_: None)
+    summary = json.loads(summary_path.read_text())
+    print(f"{method} seed {seed}: run + audit in {time.perf_counter() - started:.0f} s", flush=True)
+    return summary
+
+
+def aggregate(work: Path, methods: list[str], seeds: list[int]) -> dict:
+    from obliviate.report.figures import spread
+
+    table: dict[str, dict] = {}
+    for method in methods:
+        runs = []
+        for seed in seeds:
+            path = work / f"{method}-seed{seed}" / "summary.json"
+            if path.is_file():
+                summary = json.loads(path.read_text())
+                if "audit" in summary:
+                    runs.append(summary)
+        if not runs:
+            continue
+        row: dict[str, dict] = {"_run": {
+            "seeds": [r.get("saved_seed", r.get("training_seeds", [r["seed"]])[0]) for r in runs],
+            "forget_quality": spread([r["metrics"]["unlearned"]["forget_quality"] for r in runs]),
+            "model_utility": spread([r["metrics"]["unlearned"]["model_utility"] for r in runs]),
+            "forget_prob": spread([r["metrics"]["unlearned"]["forget_Q_A_Prob"] for r in runs])}}
+        for attack in runs[0]["audit"]["attacks"]:
+            results = [r["audit"]["attacks"][attack] for r in runs]
+            unl = [x["recovery"] for x in results if x["recovery"] == x["recovery"]]
+            ret = [x["retain_recovery"] for x in results if x.get("retain_recovery") == x.get("retain_recovery")]
+            row[attack] = {"measure": results[0]["measure"],
+                           "recovery": spread(unl) if unl else None, "retain_recovery": spread(ret) if ret else None,
+                           "per_seed": unl}
+        table[method] = row
+    return table
+
+
+def cell(value: dict | None) -> str:
+    if not value:
+        return "—"
+    return f"{value['median']:+.2f} [{value['min']:+.2f}, {value['max']:+.2f}]"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--size", default="default")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--work", default="/tmp/obliviate-audit")
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    if not args.report_only:
+        for method in args.methods:
+            for seed in args.seeds:
+                run_one(method, seed, work, args.size, args.threads)
+
+    from obliviate.audit import ATTACKS
+    from obliviate.report.figures import machine
+
+    table = aggregate(work, args.methods, args.seeds)
+    print("\nrecovery of the unlearned model, median [min, max] over seeds; retain model's recovery on seed 0's "
+          "models in parentheses\n")
+    print("| method | FQ | MU | " + " | ".join(ATTACKS) + " |")
+    print("|---|---|---|" + "---|" * len(ATTACKS))
+    for method, row in table.items():
+        run = row["_run"]
+        cells = []
+        for attack in ATTACKS:
+            if attack not in row:
+                cells.append("—")
+                continue
+            floor = row[attack]["retain_recovery"]
+            cells.append(f"{cell(row[attack]['recovery'])} ({floor['median']:+.2f})" if floor
+                         else cell(row[attack]["recovery"]))
+        print(f"| {method} | {run['forget_quality']['median']:.2g} | {run['model_utility']['median']:.3f} | "
+              + " | ".join(cells) + " |")
+    out = ROOT / "bench" / "results" / "audit.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"benchmark": "authors", "forget_split": "forget10", "size": args.size,
+                               "seeds": args.seeds, "threads": args.threads, **machine(),
+                               "methods": {m: {"preset": METHODS[m][0], "overrides": METHODS[m][1]} for m in table},
+                               "table": table}, indent=2) + "\n")
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()
