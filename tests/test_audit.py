@@ -161,20 +161,19 @@ def _digest(folder):
 
 @pytest.fixture(scope="module")
 def audited_run(tmp_path_factory, tiny_models):
+    """A test-size run that ends with its audit (``audit.after_run``, as the default recipe sets)."""
     from obliviate import api
 
     out = tmp_path_factory.mktemp("audit") / "run"
-    api.run(overrides=TEST_OVERRIDES, out=out, show_progress=False, log=lambda *_: None)
-    before = {"model": _digest(out / "model"), "target": _digest(tiny_models.target)}
-    lines: list[str] = []
-    result = api.audit(out, overrides=["audit.relearn_steps=4"], show_progress=False, log=lines.append)
-    return out, result, before, lines
+    result = api.run(overrides=[*TEST_OVERRIDES, "audit.after_run=true", "audit.relearn_steps=4"], out=out,
+                     show_progress=False, log=lambda *_: None)
+    return out, result.summary["audit"]
 
 
 def test_audit_reports_every_attack_for_every_model(audited_run):
     from obliviate.audit import ATTACKS
 
-    out, result, _, _ = audited_run
+    out, result = audited_run
     assert list(result["attacks"]) == list(ATTACKS)
     for name, attack in result["attacks"].items():
         assert set(attack["models"]) == {"target", "retain", "unlearned"}, name
@@ -202,8 +201,15 @@ def test_audit_reports_every_attack_for_every_model(audited_run):
     assert (out / "audit.png").is_file() and (out / "audit" / "audit.json").is_file()
 
 
-def test_audit_leaves_the_saved_models_untouched(audited_run, tiny_models):
-    out, _, before, _ = audited_run
+def test_relearning_leaves_the_saved_models_untouched(audited_run, tiny_models):
+    from obliviate import api
+
+    out, _ = audited_run
+    before = {"model": _digest(out / "model"), "target": _digest(tiny_models.target)}
+    lines: list[str] = []
+    api.audit(out, attacks=["relearn", "quant4"], overrides=["audit.relearn_steps=3"], show_progress=False,
+              log=lines.append)
+    assert not any("relearn" in line for line in lines if "reusing" in line)  # relearned again, 3 steps
     assert _digest(out / "model") == before["model"]
     assert _digest(tiny_models.target) == before["target"]
 
@@ -211,7 +217,7 @@ def test_audit_leaves_the_saved_models_untouched(audited_run, tiny_models):
 def test_audit_reuses_finished_measurements_and_redoes_changed_ones(audited_run):
     from obliviate import api
 
-    out, first, _, _ = audited_run
+    out, first = audited_run
     lines: list[str] = []
     again = api.audit(out, attacks="quant8,prefix", overrides=["audit.relearn_steps=4", "audit.prefix_fraction=0.3"],
                       show_progress=False, log=lines.append)

@@ -315,7 +315,7 @@ def test_eul_run_on_the_embedded_benchmark_and_its_request_reloads_from_the_benc
     from obliviate import api, run
     from tests.conftest import TEST_OVERRIDES
 
-    overrides = [o for o in TEST_OVERRIDES if o.startswith("benchmark.")]
+    overrides = [o for o in TEST_OVERRIDES if o.startswith(("benchmark.", "audit."))]
     # Seeds 0/1/2 of this setting on the test-size target measured forget prob 0.25 / 0.007 / 0.009 and
     # utility 0.94-0.97 x the target's; twice the forget steps (batch 8, 20 cycles) forget more and
     # cost up to a third of the utility (general-knowledge generations suffer first).

@@ -781,7 +781,8 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
     the other seeds' evaluations go to ``eval/unlearned-seed<N>``. One seed (the default) is a
     plain run. With ``training.save_every`` the run folder holds checkpoints while it trains and
     ``resume=True`` (or :func:`resume_run`) continues an interrupted run in it. ``audit=True``
-    ends with :func:`audit` on the run folder (``summary["audit"]``).
+    (or the recipe's ``audit.after_run``, which the embedded default recipe sets) ends with
+    :func:`audit` on the run folder (``summary["audit"]``).
     """
     from obliviate.benchmarks import load_benchmark
     from obliviate.data.encoding import prompt_description, prompt_examples
@@ -796,6 +797,8 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
     from obliviate.report.figures import seed_spread
     from obliviate.report.tables import privacy_table, spread_note
 
+    from obliviate.distributed import world_size
+
     started = time.perf_counter()
     if audit:
         _check_single_process("run --audit")
@@ -803,6 +806,7 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
         log = _silent
     rec = _as_recipe(recipe, method=method, forget_split=forget_split, overrides=overrides,
                      out=str(out) if out is not None else None)
+    audit_after = audit or (rec.audit.after_run and world_size() == 1)
     training_seeds = _training_seeds(seeds, rec.seed)
     _check_checkpointing(rec, len(training_seeds))
     out = rec.out if rec.out is not None else _default_out(rec)
@@ -936,7 +940,9 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
     if privacy:
         log(f"\n{privacy}")
     log(f"\nrun folder: {out_path}  (report.md, summary.json, eval/, model/)")
-    if audit:
+    if rec.audit.after_run and not audit_after:
+        log(f"the audit runs in one process: `obliviate audit {out_path}`")
+    if audit_after:
         log("")
         summary["audit"] = _audit_folder(out_path, show_progress=show_progress, log=log)
     return RunResult(out_path, rows, summary)
@@ -969,7 +975,7 @@ def _target_learning_rate(target: str) -> tuple[float, str]:
             continue
         scheduler = settings.get("scheduler", FinetuneConfig.scheduler if name == BUILD_RECORD else None)
         if scheduler == "cosine_with_min_lr" and isinstance(settings.get("min_lr_rate"), (int, float)):
-            rate *= float(settings["min_lr_rate"])
+            rate = float(f"{rate * float(settings['min_lr_rate']):.6g}")  # 3e-3 x 0.1 is 3e-4, not 3.0000000000000003e-4
         if rate > 0:
             return rate, f"the target's final fine-tuning rate ({folder / name})"
     return FULL_LEARNING_RATE, "TOFU's full fine-tuning rate (the target's own is not recorded)"
@@ -988,7 +994,7 @@ def audit(run_dir: str | os.PathLike, *, attacks: str | Sequence[str] | None = N
     from obliviate.audit import AuditInputs, run_audit
     from obliviate.benchmarks import load_benchmark
     from obliviate.data.templates import set_template
-    from obliviate.evaluate.tofu import _max_new_tokens, for_benchmark
+    from obliviate.evaluate.tofu import DEFAULT_MAX_NEW_TOKENS, for_benchmark
     from obliviate.io import write_json_atomic
     from obliviate.models.loading import load_tokenizer
     from obliviate.report import write_report
@@ -1034,12 +1040,9 @@ def audit(run_dir: str | os.PathLike, *, attacks: str | Sequence[str] | None = N
         models={"target": target, "retain": retain, "unlearned": str(folder / "model")}, tokenizer=tokenizer,
         forget=data.forget, retain_records=data.retain,
         utility_splits={k: v for k, v in data.eval_splits.items() if k != "forget"}, eval_config=eval_config,
-        max_new_tokens=_max_new_tokens(eval_config), learning_rate=rate, learning_rate_from=rate_from,
+        max_new_tokens=eval_config.max_new_tokens or DEFAULT_MAX_NEW_TOKENS, learning_rate=rate, learning_rate_from=rate_from,
         seed=rec.seed, dtype=rec.model.dtype, trust_remote_code=rec.model.trust_remote_code)
-    try:
-        result = run_audit(inputs, rec.audit, folder=folder / "audit", log=log, show_progress=show_progress)
-    except ValueError as exc:
-        raise ConfigError(f"audit: {exc}") from None
+    result = run_audit(inputs, rec.audit, folder=folder / "audit", log=log, show_progress=show_progress)
     write_json_atomic(folder / "audit" / "audit.json", result)
     summary["audit"] = result
     write_json_atomic(summary_path, summary)

@@ -14,7 +14,9 @@ WEIGHT_ATTACKS = ("relearn", "relearn-benign", "quant8", "quant4")
 
 @dataclass
 class AuditConfig:
-    """``attacks``: which to run (``obliviate audit --attacks``).
+    """``after_run``: ``obliviate run`` ends with the audit (the embedded default recipe turns it
+    on; off by default, because relearning a large model is a training run of its own).
+    ``attacks``: which to run (``obliviate audit --attacks``).
     ``relearn_*``: the relearning attacks fine-tune a copy of each model for ``relearn_steps``
     optimiser steps of ``relearn_batch_size`` (AdamW, constant rate) on half of the forget set
     (``relearn``) or on retain records (``relearn-benign``) and are judged on the other half;
@@ -24,6 +26,7 @@ class AuditConfig:
     output channel. ``fewshot_k``: worked retain examples before each forget question.
     ``prefix_fraction``: the share of the answer given in the prompt (``prefix``, ``cloze``)."""
 
+    after_run: bool = False
     attacks: list[str] = field(default_factory=lambda: list(ATTACKS))
     relearn_steps: int = option(20, ge=1)
     relearn_batch_size: int = option(8, ge=1)

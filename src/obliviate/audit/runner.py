@@ -25,6 +25,7 @@ from obliviate.audit.measure import measure_forget, model_utility, summarise
 from obliviate.audit.quantize import QuantScheme, quantize_model
 from obliviate.audit.relearn import halves, relearn
 from obliviate.data.templates import template_of
+from obliviate.errors import ConfigError, DataError
 from obliviate.evaluate.tofu import EvalConfig
 
 ROLES = ("target", "retain", "unlearned")
@@ -133,7 +134,7 @@ def run_audit(inputs: AuditInputs, config: AuditConfig, *, folder: Path | None =
     started = time.perf_counter()
     missing = [r for r in ("target", "unlearned") if not inputs.models.get(r)]
     if missing:
-        raise ValueError(f"the audit needs a {missing[0]} model")
+        raise ConfigError(f"audit: the audit needs a {missing[0]} model")
     roles = [r for r in ROLES if inputs.models.get(r)]
     attacks = list(config.attacks)
     parts = _Parts(folder, _fingerprints(inputs, config), log)
@@ -210,7 +211,11 @@ def _probe_items(inputs: AuditInputs, config: AuditConfig, attacks: Sequence[str
     if "paraphrase" in attacks:
         items["paraphrase"] = probes.paraphrase(inputs.forget)
     if "fewshot" in attacks:
-        items["fewshot"] = probes.fewshot(inputs.forget, inputs.retain_records, k=config.fewshot_k, seed=inputs.seed)
+        try:
+            items["fewshot"] = probes.fewshot(inputs.forget, inputs.retain_records, k=config.fewshot_k,
+                                              seed=inputs.seed)
+        except ValueError as exc:
+            raise DataError(f"audit: {exc}; lower audit.fewshot_k") from None
     if "prefix" in attacks:
         items["prefix"] = probes.prefix(inputs.forget, inputs.tokenizer, fraction=config.prefix_fraction,
                                         max_length=inputs.eval_config.max_length)
@@ -218,8 +223,9 @@ def _probe_items(inputs: AuditInputs, config: AuditConfig, attacks: Sequence[str
         items["cloze"] = probes.cloze(inputs.forget, fraction=config.prefix_fraction)
     empty = [name for name, found in items.items() if not found]
     if empty:
-        raise ValueError(f"the {empty[0]} probe found no usable forget record"
-                         + (" (none has a paraphrased_question)" if empty[0] == "paraphrase" else ""))
+        raise DataError(f"audit: the {empty[0]} probe found no usable forget record"
+                        + (" (none has a paraphrased_question)" if empty[0] == "paraphrase" else "")
+                        + "; leave it out of --attacks")
     return items
 
 

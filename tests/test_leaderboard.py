@@ -1,0 +1,57 @@
+"""The leaderboard procedure at test size: two grid points tuned on benchmark seed 0, the pick
+tested on seed 1, resumable from its result files (the full run is bench/leaderboard.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import TEST_OVERRIDES
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_leaderboard", ROOT / "bench" / "leaderboard.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_pick_rule_prefers_forget_quality_above_the_utility_floor():
+    bench = _bench()
+    rows = [{"point": ["a"], "forget_quality": 0.9, "model_utility": 0.5, "mu_ratio": 0.90},
+            {"point": ["b"], "forget_quality": 0.2, "model_utility": 0.8, "mu_ratio": 0.99},
+            {"point": ["c"], "forget_quality": 0.4, "model_utility": 0.8, "mu_ratio": 0.985}]
+    assert bench.pick(rows)["point"] == ["c"] and bench.pick(rows)["kept"]
+    below = [dict(r, mu_ratio=0.5) for r in rows]
+    assert bench.pick(below)["kept"] is False
+
+
+def test_leaderboard_tunes_tests_and_resumes(tmp_path, monkeypatch, tiny_models):
+    bench = _bench()
+    fixed = [o for o in TEST_OVERRIDES if not o.startswith(("benchmark.", "training.learning_rate", "schedule."))]
+    monkeypatch.setitem(bench.METHODS, "npo", ("npo", fixed, bench.grid([5e-4, 1e-3], [10])))
+    board = bench.leaderboard(["npo"], test_seeds=[1], splits=["forget10"], work=tmp_path, size="test")
+    entry = board["npo"]
+    assert len(entry["tuning"]) == 2 and all(r["seed"] == 0 for r in entry["tuning"])
+    assert entry["pick"]["point"] in bench.METHODS["npo"][2]
+    test = entry["test"]["forget10"]
+    assert test["seeds"] == [1] and 0 <= test["forget_quality"]["median"] <= 1
+    assert 0 < test["model_utility"]["median"] <= 1 and test["mu_ratio"]["median"] > 0.5
+    assert len(list((tmp_path / "results").glob("*.json"))) == 3
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+    import obliviate.api
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("a finished run was run again")
+
+    monkeypatch.setattr(obliviate.api, "run", refuse)
+    again = bench.leaderboard(["npo"], test_seeds=[1], splits=["forget10"], work=tmp_path, size="test")
+    assert again["npo"]["test"] == entry["test"]
+    assert "| npo |" in bench.markdown(again, ["forget10"])
+    with pytest.raises(AssertionError, match="run again"):
+        bench.leaderboard(["npo"], test_seeds=[2], splits=["forget10"], work=tmp_path, size="test")
