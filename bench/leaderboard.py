@@ -51,7 +51,9 @@ def grid(lrs: list[float], epochs: list[int], epochs_key: str = "schedule.epochs
 
 #: method -> (preset, fixed overrides, grid). Learning rates around each method's documented
 #: working rate (docs/methods.md); epochs at the default recipe's 15 and twice that.
-METHODS: dict[str, tuple[str, list[str], list[list[str]]]] = {
+METHODS: dict[str, tuple[str | None, list[str], list[list[str]]]] = {
+    # the embedded default recipe: NPO on the fact tokens, β 0.5, retain weight 2 (default.yaml)
+    "default": (None, [], grid([2e-4, 5e-4, 1e-3], [15, 30])),
     "npo": ("npo", [], grid([2e-4, 5e-4, 1e-3], [15, 30])),
     "graddiff": ("graddiff", [], grid([5e-5, 2e-4, 5e-4], [15, 30])),
     "simnpo": ("simnpo", [], grid([2e-4, 5e-4, 1e-3], [15, 30])),

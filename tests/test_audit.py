@@ -83,6 +83,8 @@ def test_recovery_formula():
     assert recovery(0.9, 0.1, 0.9) == pytest.approx(1.0)
     assert recovery(0.05, 0.1, 0.9) == pytest.approx(-0.0625)
     assert math.isnan(recovery(0.5, 0.9, 0.9))  # never moved away from the target: no gap
+    assert math.isnan(recovery(0.5, 0.88, 0.9, min_gap=0.05))  # a gap of 0.02 is nothing forgotten
+    assert recovery(0.5, 0.8, 0.9, min_gap=0.05) == pytest.approx(-3.0)
 
 
 # ---------------------------------------------------------------- probes
@@ -179,7 +181,9 @@ def test_audit_reports_every_attack_for_every_model(audited_run):
         assert set(attack["models"]) == {"target", "retain", "unlearned"}, name
         for numbers in attack["models"].values():
             assert 0 <= numbers["after"]["prob"] <= 1 and 0 <= numbers["after"]["rougeL"] <= 1
-        assert math.isfinite(attack["recovery"]) and math.isfinite(attack["retain_recovery"])
+        assert math.isfinite(attack["retain_recovery"])
+        if name not in ("prefix", "cloze"):  # the test model's answers may be as verbatim as the target's
+            assert math.isfinite(attack["recovery"])
         if name in ("relearn", "relearn-benign", "quant8", "quant4"):
             assert "model_utility" in attack["models"]["unlearned"]["after"]
     relearn = result["attacks"]["relearn"]

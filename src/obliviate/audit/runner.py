@@ -46,6 +46,9 @@ DESCRIPTIONS = {
 #: ``prefix`` and ``cloze`` are judged on generation: ROUGE-L recall of the part the model must
 #: produce, against the same recall in the model's answer to the plain question.
 MEASURES = {"prefix": "rougeL", "cloze": "rougeL"}
+#: a model closer than this to the target (in probability or ROUGE-L, both in [0, 1]) forgot
+#: nothing measurable: its recovery is not defined
+MIN_GAP = 0.05
 Log = Callable[[str], None]
 
 
@@ -90,8 +93,8 @@ def _fingerprints(inputs: AuditInputs, config: AuditConfig) -> dict[str, dict[st
     """What each saved measurement depends on (the common inputs, plus its attack's settings):
     a file is reused only when all of it is equal."""
     data = hashlib.sha256(json.dumps([[r.get("question"), r.get("answer")] for r in inputs.forget]).encode())
-    common = {"format": FORMAT, "models": dict(inputs.models), "forget_sha256": data.hexdigest()[:16], "seed": inputs.seed,
-              "dtype": inputs.dtype, "max_new_tokens": inputs.max_new_tokens,
+    common = {"format": FORMAT, "models": dict(inputs.models), "forget_sha256": data.hexdigest()[:16],
+              "seed": inputs.seed, "dtype": inputs.dtype, "max_new_tokens": inputs.max_new_tokens,
               "max_length": inputs.eval_config.max_length, "template": template_of(inputs.tokenizer).name}
     relearning = {"steps": config.relearn_steps, "batch_size": config.relearn_batch_size,
                   "learning_rate": inputs.learning_rate}
@@ -157,6 +160,19 @@ def run_audit(inputs: AuditInputs, config: AuditConfig, *, folder: Path | None =
 
     standard_items = probes.standard(inputs.forget)
     held_items = [standard_items[i] for i in held_half]
+
+    def attacked(role: str, attack: str) -> dict[str, Any]:
+        """A fresh copy of the model, attacked and measured (the saved files are only read)."""
+        model = load(role)
+        if attack in ("quant8", "quant4"):
+            done = quantize_model(model, quant_scheme(attack, config))
+            return weighted(model, standard_items, attack, quantised=done)
+        source = [inputs.forget[i] for i in train_half] if attack == "relearn" else list(inputs.retain_records)
+        model = relearn(model, tok, source, steps=config.relearn_steps, batch_size=config.relearn_batch_size,
+                        learning_rate=inputs.learning_rate, max_length=ev.max_length, seed=inputs.seed,
+                        show_progress=show_progress)
+        return weighted(model, held_items, attack, trained_on=len(source))
+
     measured: dict[str, dict[str, Any]] = {role: {} for role in roles}
     for role in roles:
         clock = time.perf_counter()
@@ -177,26 +193,8 @@ def run_audit(inputs: AuditInputs, config: AuditConfig, *, folder: Path | None =
                 measured[role][attack] = parts.get(role, attack, lambda a=attack: forget(loaded(), probe_items[a], a))
         cache.clear()
         for attack in attacks:
-            if attack in ("quant8", "quant4"):
-                bits = 8 if attack == "quant8" else 4
-                scheme = QuantScheme(bits, config.quant8_group_size if bits == 8 else config.quant4_group_size,
-                                     symmetric=bits == 8)
-
-                def quantised(scheme: QuantScheme = scheme, attack: str = attack) -> dict[str, Any]:
-                    model = load(role)
-                    done = quantize_model(model, scheme)
-                    return weighted(model, standard_items, attack, quantised=done)
-                measured[role][attack] = parts.get(role, attack, quantised)
-            elif attack in ("relearn", "relearn-benign"):
-                source = ([inputs.forget[i] for i in train_half] if attack == "relearn"
-                          else list(inputs.retain_records))
-
-                def relearned(source: Sequence[Mapping] = source, attack: str = attack) -> dict[str, Any]:
-                    model = relearn(load(role), tok, source, steps=config.relearn_steps,
-                                    batch_size=config.relearn_batch_size, learning_rate=inputs.learning_rate,
-                                    max_length=ev.max_length, seed=inputs.seed, show_progress=show_progress)
-                    return weighted(model, held_items, attack, trained_on=len(source))
-                measured[role][attack] = parts.get(role, attack, relearned)
+            if attack in WEIGHT_ATTACKS:
+                measured[role][attack] = parts.get(role, attack, lambda a=attack: attacked(role, a))
         timings[role] = round(time.perf_counter() - clock, 2)
 
     results = {attack: _judge(attack, measured, roles, held_half, config, inputs) for attack in attacks}
@@ -204,6 +202,13 @@ def run_audit(inputs: AuditInputs, config: AuditConfig, *, folder: Path | None =
             "relearn": {"learning_rate": inputs.learning_rate, "learning_rate_from": inputs.learning_rate_from,
                         "held_out": len(held_half), "trained_on": len(train_half)},
             "timings": {**timings, "total": round(time.perf_counter() - started, 2)}, **inputs.extra}
+
+
+def quant_scheme(attack: str, config: AuditConfig) -> QuantScheme:
+    """``quant8``: symmetric, per output channel by default; ``quant4``: asymmetric, groups of 128."""
+    if attack == "quant8":
+        return QuantScheme(8, config.quant8_group_size, symmetric=True)
+    return QuantScheme(4, config.quant4_group_size, symmetric=False)
 
 
 def _probe_items(inputs: AuditInputs, config: AuditConfig, attacks: Sequence[str]) -> dict[str, list]:
@@ -259,10 +264,11 @@ def _judge(attack: str, measured: Mapping[str, Mapping[str, Any]], roles: Sequen
         if role not in per_model:
             return None
         return metrics.recovery(per_model[role]["after"].get(measure, float("nan")),
-                                per_model[role]["before"].get(measure, float("nan")), target_value)
+                                per_model[role]["before"].get(measure, float("nan")), target_value, min_gap=MIN_GAP)
 
     out = {"description": DESCRIPTIONS[attack], "measure": measure,
-           "items": per_model["unlearned"]["after"].get("n", 0), "models": per_model, "recovery": share("unlearned"), "retain_recovery": share("retain")}
+           "items": per_model["unlearned"]["after"].get("n", 0), "models": per_model,
+           "recovery": share("unlearned"), "retain_recovery": share("retain")}
     after = measured["unlearned"][attack]
     if "quantised" in after:
         out["quantised"] = after["quantised"]

@@ -75,6 +75,13 @@ def plot_recovery(audit: Mapping[str, Any], path: Path) -> Path | None:
     ax.set_title("Robustness audit: forget probability recovered")
     ax.legend()
     ax.grid(True, axis="y", alpha=0.3)
+    return save_figure(fig, path)
+
+
+def save_figure(fig: Any, path: Path) -> Path:
+    """Write a matplotlib figure under a temporary name, then rename it (no half-written PNG)."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp)

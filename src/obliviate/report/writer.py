@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from obliviate.io import write_text_atomic
+from obliviate.report.figures import plot_recovery, save_figure
 from obliviate.report.tables import (
     PRIVACY_COLUMNS,
     TABLE_COLUMNS,
@@ -54,12 +55,7 @@ def plot_quality_utility(rows: Mapping[str, Mapping[str, float]], path: Path,
     ax.set_ylabel("model utility")
     ax.set_title("Forget quality vs model utility")
     ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return save_figure(fig, path)
 
 
 def write_report(folder: Path, rows: Mapping[str, Mapping[str, float]], info: Mapping[str, Any]) -> Path:
@@ -135,8 +131,6 @@ def _unlearning_section(info: Mapping[str, Any]) -> list[str]:
 
 def _audit_section(audit: Mapping[str, Any], folder: Path) -> list[str]:
     """The robustness audit: recovery per attack, beside the retain model's own."""
-    from obliviate.report.figures import plot_recovery
-
     plot = plot_recovery(audit, folder / "audit.png")
     relearn = audit.get("relearn") or {}
     lines = ["", "## Robustness audit", "",
