@@ -108,6 +108,24 @@ def cell(value: dict | None) -> str:
     return f"{value['median']:+.2f} [{value['min']:+.2f}, {value['max']:+.2f}]"
 
 
+def markdown(table: dict) -> str:
+    """Recovery per attack, median [min, max] over seeds; first row: the retain model's own (the
+    floor; the same for every method, as the retain model and the attacks' seeds are)."""
+    from obliviate.audit import ATTACKS
+
+    lines = ["| method | FQ | MU | forget prob | " + " | ".join(ATTACKS) + " |", "|" + "---|" * (4 + len(ATTACKS))]
+    floors = next(iter(table.values()), {})
+    lines.append("| retain model (floor) | 1 | | | " + " | ".join(
+        f"{floors[a]['retain_recovery']['median']:+.2f}" if floors.get(a, {}).get("retain_recovery") else "—"
+        for a in ATTACKS) + " |")
+    for method, row in table.items():
+        run = row["_run"]
+        cells = [cell(row[a]["recovery"]) if a in row else "—" for a in ATTACKS]
+        lines.append(f"| {method} | {run['forget_quality']['median']:.2g} | {run['model_utility']['median']:.3f} | "
+                     f"{run['forget_prob']['median']:.3f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
@@ -125,26 +143,10 @@ def main() -> None:
             for seed in args.seeds:
                 run_one(method, seed, work, args.size, args.threads)
 
-    from obliviate.audit import ATTACKS
     from obliviate.report.figures import machine
 
     table = aggregate(work, args.methods, args.seeds)
-    print("\nrecovery of the unlearned model, median [min, max] over seeds; retain model's recovery on seed 0's "
-          "models in parentheses\n")
-    print("| method | FQ | MU | " + " | ".join(ATTACKS) + " |")
-    print("|---|---|---|" + "---|" * len(ATTACKS))
-    for method, row in table.items():
-        run = row["_run"]
-        cells = []
-        for attack in ATTACKS:
-            if attack not in row:
-                cells.append("—")
-                continue
-            floor = row[attack]["retain_recovery"]
-            cells.append(f"{cell(row[attack]['recovery'])} ({floor['median']:+.2f})" if floor
-                         else cell(row[attack]["recovery"]))
-        print(f"| {method} | {run['forget_quality']['median']:.2g} | {run['model_utility']['median']:.3f} | "
-              + " | ".join(cells) + " |")
+    print(markdown(table))
     out = ROOT / "bench" / "results" / "audit.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"benchmark": "authors", "forget_split": "forget10", "size": args.size,
