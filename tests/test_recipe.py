@@ -11,7 +11,7 @@ def test_default_recipe_is_npo_on_authors():
     assert r.method == "npo" and r.benchmark.name == "authors" and r.benchmark.forget_split == "forget10"
     assert r.objective == {"name": "npo", "beta": 0.5, "retain_weight": 2.0, "forget_tokens": "fact"}
     assert r.scope == {"name": "full"} and r.composition == {"name": "direct"}
-    assert r.training.learning_rate == pytest.approx(2e-4)
+    assert r.training.learning_rate == pytest.approx(5e-4) and r.schedule == {"name": "epochs", "epochs": 30}
 
 
 def test_method_replaces_axes_and_set_overrides(tmp_path):
