@@ -239,7 +239,8 @@ def test_audit_refuses_bad_input_in_one_line(tmp_path, audited_run, capsys):
     cases = [([str(tmp_path)], "not a finished run folder"),
              ([str(out), "--attacks", "quant3"], "unknown attack 'quant3'"),
              ([str(out), "--set", "audit.relearn_steps=0"], "relearn_steps must be an integer >= 1"),
-             ([str(out), "--set", "audit.prefix_fraction=1"], "prefix_fraction")]
+             ([str(out), "--set", "audit.prefix_fraction=1"], "prefix_fraction"),
+             ([str(out), "--set", "training.learning_rate=1"], "would change the run")]
     for argv, message in cases:
         assert main(["audit", *argv, "--quiet"]) == 2
         err = capsys.readouterr().err.strip().splitlines()

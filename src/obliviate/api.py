@@ -1010,6 +1010,11 @@ def audit(run_dir: str | os.PathLike, *, attacks: str | Sequence[str] | None = N
     except ValueError as exc:
         raise ConfigError(f"{summary_path}: not valid JSON ({exc}); the run did not finish writing it") from None
     extra = list(overrides)
+    for text in extra:
+        key = str(text).split("=", 1)[0].strip()
+        if not key.startswith(("audit.", "eval.")) and key != "threads":
+            raise ConfigError(f"audit: --set {text!r} would change the run, not its audit; set audit.*, eval.* "
+                              "or threads values")
     if attacks is not None:
         names = attacks if isinstance(attacks, str) else ",".join(str(a) for a in attacks)
         extra.append(f"audit.attacks={names}")
