@@ -960,8 +960,8 @@ def _target_learning_rate(target: str) -> tuple[float, str]:
     """The rate the target's fine-tuning ended at, from its build record (embedded models) or
     ``finetune.json`` (``obliviate finetune``): the peak rate times the final-rate factor of a
     ``cosine_with_min_lr`` schedule (the embedded models' 10 %), else the peak rate. Continuing
-    at the peak with a fresh optimiser and no warm-up wrecks a tiny model in a few steps (target
-    and retain models included), which says nothing about unlearning. TOFU's full fine-tuning
+    at the peak with a fresh optimiser and no warm-up wrecks a tiny model in a few steps (the
+    target's own forget probability fell from 1.00 to 0.29), which says nothing about unlearning. TOFU's full fine-tuning
     rate when neither file says."""
     from obliviate.benchmarks.authors import BUILD_RECORD
     from obliviate.train.finetune import FULL_LEARNING_RATE, FinetuneConfig
