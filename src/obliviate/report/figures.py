@@ -72,7 +72,7 @@ def plot_recovery(audit: Mapping[str, Any], path: Path) -> Path | None:
     ax.set_xticks(list(xs))
     ax.set_xticklabels(names, rotation=30, ha="right")
     ax.set_ylabel("recovery (share of gap to target closed)")
-    ax.set_title("Robustness audit: forget probability recovered")
+    ax.set_title("Robustness audit: share of the forgotten knowledge recovered")
     ax.legend()
     ax.grid(True, axis="y", alpha=0.3)
     return save_figure(fig, path)
