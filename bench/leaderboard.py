@@ -66,7 +66,7 @@ METHODS: dict[str, tuple[str | None, list[str], list[list[str]]]] = {
     "offset": ("offset", [], grid([2e-4, 5e-4, 1e-3], [15, 30])),
     "icu": ("icu", [], grid([2e-4, 5e-4, 1e-3], [10, 20], "schedule.max_epochs")),
     # the default recipe's objective on a LoRA adapter (peft's default targets, r 8): rates 10x higher
-    "default-lora": (None, ["scope=lora", "objective.forget_tokens=fact"], grid([1e-3, 3e-3, 1e-2], [15, 30])),
+    "default-lora": (None, ["scope=lora"], grid([1e-3, 3e-3, 1e-2], [15, 30])),
 }
 
 
