@@ -263,3 +263,20 @@ def test_a_lora_adapter_is_merged_before_it_is_attacked(tmp_path, tiny_models):
     plain = load_plain(str(tmp_path / "adapter"), dtype="float32", trust_remote_code=False)
     assert not any("lora_" in name for name, _ in plain.named_parameters())
     assert torch.allclose(plain(input_ids=ids).logits, expected, atol=1e-5)
+
+
+def test_another_run_against_the_same_models_reuses_their_measurements(audited_run, tmp_path):
+    import shutil
+
+    from obliviate import api
+
+    out, first = audited_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("audit"))
+    lines: list[str] = []
+    again = api.audit(copy, attacks="quant8", overrides=["audit.relearn_steps=4"], show_progress=False,
+                      log=lines.append)
+    reused = [line for line in lines if "reusing" in line]
+    assert any("target / quant8" in line for line in reused) and any("retain / standard" in line for line in reused)
+    assert not any(line.lstrip().startswith("unlearned") for line in reused)  # a new folder: measured again
+    assert again["attacks"]["quant8"]["models"]["target"] == first["attacks"]["quant8"]["models"]["target"]

@@ -961,8 +961,8 @@ def _target_learning_rate(target: str) -> tuple[float, str]:
     ``finetune.json`` (``obliviate finetune``): the peak rate times the final-rate factor of a
     ``cosine_with_min_lr`` schedule (the embedded models' 10 %), else the peak rate. Continuing
     at the peak with a fresh optimiser and no warm-up wrecks a tiny model in a few steps (the
-    target's own forget probability fell from 1.00 to 0.29), which says nothing about unlearning. TOFU's full fine-tuning
-    rate when neither file says."""
+    target's own forget probability fell from 1.00 to 0.29), which says nothing about unlearning.
+    TOFU's full fine-tuning rate when neither file says."""
     from obliviate.benchmarks.authors import BUILD_RECORD
     from obliviate.train.finetune import FULL_LEARNING_RATE, FinetuneConfig
 
@@ -975,7 +975,8 @@ def _target_learning_rate(target: str) -> tuple[float, str]:
             continue
         scheduler = settings.get("scheduler", FinetuneConfig.scheduler if name == BUILD_RECORD else None)
         if scheduler == "cosine_with_min_lr" and isinstance(settings.get("min_lr_rate"), (int, float)):
-            rate = float(f"{rate * float(settings['min_lr_rate']):.6g}")  # 3e-3 x 0.1 is 3e-4, not 3.0000000000000003e-4
+            # rounded: 3e-3 x 0.1 is 3e-4, not 3.0000000000000003e-4
+            rate = float(f"{rate * float(settings['min_lr_rate']):.6g}")
         if rate > 0:
             return rate, f"the target's final fine-tuning rate ({folder / name})"
     return FULL_LEARNING_RATE, "TOFU's full fine-tuning rate (the target's own is not recorded)"
@@ -993,6 +994,7 @@ def audit(run_dir: str | os.PathLike, *, attacks: str | Sequence[str] | None = N
     """
     from obliviate.audit import AuditInputs, run_audit
     from obliviate.benchmarks import load_benchmark
+    from obliviate.benchmarks.authors import cache_root
     from obliviate.data.templates import set_template
     from obliviate.evaluate.tofu import DEFAULT_MAX_NEW_TOKENS, for_benchmark
     from obliviate.io import write_json_atomic
@@ -1045,8 +1047,10 @@ def audit(run_dir: str | os.PathLike, *, attacks: str | Sequence[str] | None = N
         models={"target": target, "retain": retain, "unlearned": str(folder / "model")}, tokenizer=tokenizer,
         forget=data.forget, retain_records=data.retain,
         utility_splits={k: v for k, v in data.eval_splits.items() if k != "forget"}, eval_config=eval_config,
-        max_new_tokens=eval_config.max_new_tokens or DEFAULT_MAX_NEW_TOKENS, learning_rate=rate, learning_rate_from=rate_from,
-        seed=rec.seed, dtype=rec.model.dtype, trust_remote_code=rec.model.trust_remote_code)
+        max_new_tokens=eval_config.max_new_tokens or DEFAULT_MAX_NEW_TOKENS, learning_rate=rate,
+        learning_rate_from=rate_from,
+        seed=rec.seed, dtype=rec.model.dtype, trust_remote_code=rec.model.trust_remote_code,
+        shared_folder=cache_root() / "audit")
     result = run_audit(inputs, rec.audit, folder=folder / "audit", log=log, show_progress=show_progress)
     write_json_atomic(folder / "audit" / "audit.json", result)
     summary["audit"] = result

@@ -30,7 +30,7 @@ from obliviate.evaluate.tofu import EvalConfig
 
 ROLES = ("target", "retain", "unlearned")
 #: the layout of a saved measurement; a file of another layout is measured again
-FORMAT = 1
+FORMAT = 2
 DESCRIPTIONS = {
     "relearn": "fine-tuned on half of the forget set, judged on the other half",
     "relearn-benign": "fine-tuned on retain records only, judged on the held-out forget half",
@@ -56,7 +56,8 @@ Log = Callable[[str], None]
 class AuditInputs:
     """What the attacks need. ``models``: role -> folder (``target`` and ``unlearned`` required).
     ``retain_records``: the training retain set (benign relearning and few-shot examples);
-    ``utility_splits``: the evaluation splits model utility reads."""
+    ``utility_splits``: the evaluation splits model utility reads; ``shared_folder``: where the
+    target's and retain model's measurements are kept for the next audit against them."""
 
     models: Mapping[str, str]
     tokenizer: Any
@@ -71,6 +72,8 @@ class AuditInputs:
     dtype: str = "float32"
     trust_remote_code: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    #: where the target's and retain model's measurements are shared between audits (None: not)
+    shared_folder: Path | None = None
 
 
 def load_plain(path: str, *, dtype: str, trust_remote_code: bool) -> Any:
@@ -92,10 +95,14 @@ def load_plain(path: str, *, dtype: str, trust_remote_code: bool) -> Any:
 def _fingerprints(inputs: AuditInputs, config: AuditConfig) -> dict[str, dict[str, Any]]:
     """What each saved measurement depends on (the common inputs, plus its attack's settings):
     a file is reused only when all of it is equal."""
-    data = hashlib.sha256(json.dumps([[r.get("question"), r.get("answer")] for r in inputs.forget]).encode())
-    common = {"format": FORMAT, "models": dict(inputs.models), "forget_sha256": data.hexdigest()[:16],
-              "seed": inputs.seed, "dtype": inputs.dtype, "max_new_tokens": inputs.max_new_tokens,
-              "max_length": inputs.eval_config.max_length, "template": template_of(inputs.tokenizer).name}
+    def digest(records: Sequence[Mapping]) -> str:
+        pairs = [[r.get("question"), r.get("answer"), r.get("text")] for r in records]
+        return hashlib.sha256(json.dumps(pairs).encode()).hexdigest()[:16]
+
+    common = {"format": FORMAT, "forget_sha256": digest(inputs.forget),
+              "retain_sha256": digest(inputs.retain_records), "seed": inputs.seed, "dtype": inputs.dtype,
+              "max_new_tokens": inputs.max_new_tokens, "max_length": inputs.eval_config.max_length,
+              "template": template_of(inputs.tokenizer).name}
     relearning = {"steps": config.relearn_steps, "batch_size": config.relearn_batch_size,
                   "learning_rate": inputs.learning_rate}
     own = {"relearn": relearning, "relearn-benign": {**relearning, "retain_records": len(inputs.retain_records)},
@@ -106,27 +113,62 @@ def _fingerprints(inputs: AuditInputs, config: AuditConfig) -> dict[str, dict[st
     return {name: {**common, **({"attack": own[name]} if name in own else {})} for name in names}
 
 
-class _Parts:
-    """Measurements saved one file each (``<role>-<name>.json``), reused when their fingerprint matches."""
+def model_identity(path: str) -> Any:
+    """What tells two saves at one path apart: name, size and modification time of each weight and
+    config file of a folder (a hub id stands for itself)."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return str(path)
+    return [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in sorted(folder.iterdir())
+            if f.is_file() and f.suffix in (".safetensors", ".json")]
 
-    def __init__(self, folder: Path | None, fingerprints: dict[str, dict[str, Any]], log: Log):
+
+class _Parts:
+    """Measurements saved one file each (``<role>-<name>.json``), reused when their fingerprint
+    matches. The target's and retain model's are also kept in ``shared`` (the model cache), keyed
+    by their fingerprint, so every run audited against the same two models measures them once."""
+
+    SHARED_ROLES = ("target", "retain")
+
+    def __init__(self, folder: Path | None, fingerprints: dict[str, dict[str, Any]], log: Log,
+                 identities: dict[str, Any], shared: Path | None = None):
         self.folder, self.fingerprints, self.log = folder, fingerprints, log
+        self.identities, self.shared = identities, shared
+
+    def _wanted(self, role: str, name: str) -> dict[str, Any]:
+        fingerprint = {**self.fingerprints[name], "role": role, "model": self.identities[role]}
+        return json.loads(json.dumps(fingerprint))  # as it reads back from a file
+
+    @staticmethod
+    def _read(path: Path, wanted: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if isinstance(saved, dict) and saved.get("fingerprint") == wanted and "result" in saved:
+            return saved["result"]
+        return None
 
     def get(self, role: str, name: str, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        path = self.folder / f"{role}-{name}.json" if self.folder is not None else None
-        wanted = json.loads(json.dumps(self.fingerprints[name]))  # as it reads back from a file
-        if path is not None and path.is_file():
-            try:
-                saved = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                saved = None
-            if isinstance(saved, dict) and saved.get("fingerprint") == wanted and "result" in saved:
-                self.log(f"  {role} / {name}: reusing {path.name}")
-                return saved["result"]
-        result = compute()
-        if path is not None:
-            from obliviate.io import write_json_atomic
+        from obliviate.io import write_json_atomic
 
+        wanted = self._wanted(role, name)
+        places = []
+        if self.folder is not None:
+            places.append(self.folder / f"{role}-{name}.json")
+        if self.shared is not None and role in self.SHARED_ROLES:
+            key = hashlib.sha256(json.dumps(wanted, sort_keys=True).encode()).hexdigest()[:24]
+            places.append(self.shared / f"{role}-{name}-{key}.json")
+        for path in places:
+            result = self._read(path, wanted) if path.is_file() else None
+            if result is not None:
+                self.log(f"  {role} / {name}: reusing {path}")
+                for other in places:
+                    if other != path and self._read(other, wanted) is None:
+                        write_json_atomic(other, {"fingerprint": wanted, "result": result})
+                return result
+        result = compute()
+        for path in places:
             write_json_atomic(path, {"fingerprint": wanted, "result": result})
         return result
 
@@ -140,7 +182,8 @@ def run_audit(inputs: AuditInputs, config: AuditConfig, *, folder: Path | None =
         raise ConfigError(f"audit: the audit needs a {missing[0]} model")
     roles = [r for r in ROLES if inputs.models.get(r)]
     attacks = list(config.attacks)
-    parts = _Parts(folder, _fingerprints(inputs, config), log)
+    identities = {role: model_identity(inputs.models[role]) for role in roles}
+    parts = _Parts(folder, _fingerprints(inputs, config), log, identities, inputs.shared_folder)
     ev, tok = inputs.eval_config, inputs.tokenizer
     train_half, held_half = halves(len(inputs.forget), inputs.seed)
     probe_items = _probe_items(inputs, config, attacks)
