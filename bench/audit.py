@@ -60,20 +60,8 @@ def run_one(method: str, seed: int, work: Path, size: str, threads: int) -> dict
     return summary
 
 
-def share(result: dict, role: str) -> float:
-    """The recovery of ``role`` from the stored before/after numbers (audits written before the
-    minimum-gap rule stored a ratio for models that forgot nothing)."""
-    from obliviate.audit.runner import MIN_GAP
-    from obliviate.metrics import recovery
-
-    measure, models = result.get("measure", "prob"), result["models"]
-    if role not in models:
-        return float("nan")
-    return recovery(models[role]["after"].get(measure, float("nan")), models[role]["before"].get(measure, float("nan")),
-                    models["target"]["before"].get(measure, float("nan")), min_gap=MIN_GAP)
-
-
 def aggregate(work: Path, methods: list[str], seeds: list[int]) -> dict:
+    from obliviate.audit.runner import recovery_of
     from obliviate.report.figures import spread
 
     table: dict[str, dict] = {}
@@ -94,8 +82,10 @@ def aggregate(work: Path, methods: list[str], seeds: list[int]) -> dict:
             "forget_prob": spread([r["metrics"]["unlearned"]["forget_Q_A_Prob"] for r in runs])}}
         for attack in runs[0]["audit"]["attacks"]:
             results = [r["audit"]["attacks"][attack] for r in runs]
-            unl = [x for x in (share(r, "unlearned") for r in results) if x == x]
-            ret = [x for x in (share(r, "retain") for r in results) if x == x]
+            # recomputed from the stored numbers: audits written before the minimum-gap rule
+            # stored a ratio for models that forgot nothing
+            unl = [x for x in (recovery_of(r, "unlearned") for r in results) if x is not None and x == x]
+            ret = [x for x in (recovery_of(r, "retain") for r in results) if x is not None and x == x]
             row[attack] = {"measure": results[0]["measure"],
                            "recovery": spread(unl) if unl else None, "retain_recovery": spread(ret) if ret else None,
                            "per_seed": unl}

@@ -27,7 +27,6 @@ import argparse
 import hashlib
 import json
 import os
-import statistics
 import time
 from pathlib import Path
 from typing import Any
@@ -122,11 +121,9 @@ def pick(rows: list[dict[str, Any]], floor: float = MU_FLOOR) -> dict[str, Any]:
     return {**max(rows, key=lambda r: r["mu_ratio"]), "kept": False}
 
 
-def spread(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
-
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    from obliviate.report.figures import spread
+
     keys = ("forget_quality", "model_utility", "mu_ratio", "forget_truth_ratio", "forget_rouge", "seconds")
     return {"n": len(rows), "seeds": sorted(r["seed"] for r in rows), **{k: spread([r[k] for r in rows]) for k in keys}}
 
@@ -183,8 +180,9 @@ def markdown(board: dict[str, Any], splits: list[str]) -> str:
             test = entry["test"].get(split)
             if not test:
                 continue
-            lines.append(f"| {method} | {picked} | {split} | {fq(test['forget_quality'])} | {fmt(test['model_utility'])} "
-                         f"| {fmt(test['mu_ratio'])} | {fmt(test['forget_truth_ratio'])} | {fmt(test['forget_rouge'])} "
+            lines.append(f"| {method} | {picked} | {split} | {fq(test['forget_quality'])} "
+                         f"| {fmt(test['model_utility'])} | {fmt(test['mu_ratio'])} "
+                         f"| {fmt(test['forget_truth_ratio'])} | {fmt(test['forget_rouge'])} "
                          f"| {test['seconds']['median']:.0f} |")
     return "\n".join(lines)
 

@@ -992,7 +992,7 @@ def audit(run_dir: str | os.PathLike, *, attacks: str | Sequence[str] | None = N
     ``RUN_DIR/audit/`` one file each as they finish; an interrupted audit, run again with the
     same settings, reuses them. The saved models are only read.
     """
-    from obliviate.audit import AuditInputs, run_audit
+    from obliviate.audit.runner import AuditInputs, run_audit
     from obliviate.benchmarks import load_benchmark
     from obliviate.benchmarks.authors import cache_root
     from obliviate.data.templates import set_template

@@ -46,7 +46,8 @@ def measure_forget(model: Any, tokenizer: Any, items: Sequence[ProbeItem], confi
     for item, base, generation, rl in zip(items, slots, generations, rouge):
         if scores[base].empty:
             continue  # the scored part did not fit max_length
-        row = {"index": item.index, "prob": float(np.exp(-scores[base].avg_nll)), "rougeL": float(rl),
+        row = {"index": item.index, "prob": float(metrics.answer_probability([scores[base].avg_nll])[0]),
+               "rougeL": float(rl),
                "generation": generation, "reference": item.reference}
         if item.perturbed:
             correct = scores[base + 1].avg_nll

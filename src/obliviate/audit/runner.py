@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -71,7 +71,6 @@ class AuditInputs:
     seed: int = 0
     dtype: str = "float32"
     trust_remote_code: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
     #: where the target's and retain model's measurements are shared between audits (None: not)
     shared_folder: Path | None = None
 
@@ -244,7 +243,7 @@ def run_audit(inputs: AuditInputs, config: AuditConfig, *, folder: Path | None =
     return {"attacks": results, "config": asdict(config), "roles": roles,
             "relearn": {"learning_rate": inputs.learning_rate, "learning_rate_from": inputs.learning_rate_from,
                         "held_out": len(held_half), "trained_on": len(train_half)},
-            "timings": {**timings, "total": round(time.perf_counter() - started, 2)}, **inputs.extra}
+            "timings": {**timings, "total": round(time.perf_counter() - started, 2)}}
 
 
 def quant_scheme(attack: str, config: AuditConfig) -> QuantScheme:
@@ -277,6 +276,17 @@ def _probe_items(inputs: AuditInputs, config: AuditConfig, attacks: Sequence[str
     return items
 
 
+def recovery_of(result: Mapping[str, Any], role: str) -> float | None:
+    """``role``'s recovery in one attack's result (its ``measure``, before and after, against the
+    un-attacked target's value); None when the audit had no such model."""
+    measure, models = result.get("measure", "prob"), result["models"]
+    if role not in models:
+        return None
+    nan = float("nan")
+    return metrics.recovery(models[role]["after"].get(measure, nan), models[role]["before"].get(measure, nan),
+                            models["target"]["before"].get(measure, nan), min_gap=MIN_GAP)
+
+
 def _numbers(summary: Mapping[str, Any], utility: float | None = None) -> dict[str, Any]:
     out = {k: summary[k] for k in ("n", "prob", "rougeL", "truth_ratio") if k in summary}
     if utility is not None:
@@ -301,17 +311,9 @@ def _judge(attack: str, measured: Mapping[str, Mapping[str, Any]], roles: Sequen
         utility = measured[role].get("utility", {}).get("model_utility") if attack in WEIGHT_ATTACKS else None
         per_model[role] = {"before": _numbers(summarise(before_rows), utility),
                            "after": _numbers(after, after.get("model_utility"))}
-    target_value = per_model["target"]["before"].get(measure, float("nan"))
-
-    def share(role: str) -> float | None:
-        if role not in per_model:
-            return None
-        return metrics.recovery(per_model[role]["after"].get(measure, float("nan")),
-                                per_model[role]["before"].get(measure, float("nan")), target_value, min_gap=MIN_GAP)
-
     out = {"description": DESCRIPTIONS[attack], "measure": measure,
-           "items": per_model["unlearned"]["after"].get("n", 0), "models": per_model,
-           "recovery": share("unlearned"), "retain_recovery": share("retain")}
+           "items": per_model["unlearned"]["after"].get("n", 0), "models": per_model}
+    out["recovery"], out["retain_recovery"] = recovery_of(out, "unlearned"), recovery_of(out, "retain")
     after = measured["unlearned"][attack]
     if "quantised" in after:
         out["quantised"] = after["quantised"]
@@ -322,4 +324,4 @@ def _judge(attack: str, measured: Mapping[str, Mapping[str, Any]], roles: Sequen
     return out
 
 
-__all__ = ["ATTACKS", "AuditInputs", "DESCRIPTIONS", "ROLES", "load_plain", "run_audit"]
+__all__ = ["ATTACKS", "AuditInputs", "DESCRIPTIONS", "ROLES", "load_plain", "recovery_of", "run_audit"]
