@@ -34,9 +34,15 @@ def test_leaderboard_tunes_tests_and_resumes(tmp_path, monkeypatch, tiny_models)
     bench = _bench()
     fixed = [o for o in TEST_OVERRIDES if not o.startswith(("benchmark.", "training.learning_rate", "schedule."))]
     monkeypatch.setitem(bench.METHODS, "npo", ("npo", fixed, bench.grid([5e-4, 1e-3], [10])))
+    monkeypatch.setitem(bench.TUNE_TRAINING_SEEDS, "npo", 2)  # each tuning point: training seeds 0 and 1
     board = bench.leaderboard(["npo"], test_seeds=[1], splits=["forget10"], work=tmp_path, size="test")
     entry = board["npo"]
     assert len(entry["tuning"]) == 2 and all(r["seed"] == 0 for r in entry["tuning"])
+    for row in entry["tuning"]:  # the pick reads the median over the training seeds
+        assert row["training_seeds"] == [0, 1] and len(row["per_seed"]["forget_quality"]) == 2
+        fqs = row["per_seed"]["forget_quality"]
+        assert row["forget_quality"] == pytest.approx((fqs[0] + fqs[1]) / 2)
+    assert "(median of 2 training seeds)" in bench.markdown(board, ["forget10"])
     assert entry["pick"]["point"] in bench.METHODS["npo"][2]
     test = entry["test"]["forget10"]
     assert test["seeds"] == [1] and 0 <= test["forget_quality"]["median"] <= 1

@@ -169,7 +169,8 @@ class UnlearnResult:
 
 
 def _check_unlearning_inputs(model_path: str | os.PathLike, tokenizer: Any, forget: Sequence[dict],
-                             retain: Sequence[dict], recipe: Recipe, log: Log | None = None) -> None:
+                             retain: Sequence[dict], recipe: Recipe, log: Log | None = None,
+                             holdout: Sequence[dict] = ()) -> None:
     """Everything about an unlearning run that can be checked without loading the model: the axes
     fit together and to the model's modules, the data the objective needs is there, and every
     record can be trained on."""
@@ -178,7 +179,8 @@ def _check_unlearning_inputs(model_path: str | os.PathLike, tokenizer: Any, forg
 
     if not forget:
         raise DataError("the forget set is empty; give at least one record to unlearn")
-    objective, scope, _, composition = _build_axes(recipe)
+    objective, scope, schedule, composition = _build_axes(recipe)
+    schedule.check_inputs(forget, holdout)
     if composition.needs_separate_model and not getattr(scope, "separate_model", False):
         raise ConfigError(f"composition {recipe.composition['name']!r} combines the base with a separately "
                           f"trained model; use scope: assistant (scope {recipe.scope['name']!r} trains the base)")
@@ -198,9 +200,11 @@ def _check_unlearning_inputs(model_path: str | os.PathLike, tokenizer: Any, forg
 
 def _unlearn_loaded(model: Any, tokenizer: Any, forget: Sequence[dict], retain: Sequence[dict],
                     recipe: Recipe, show_progress: bool, seed: int | None = None,
-                    checkpoint_dir: Path | None = None, resume: bool = False) -> tuple[Any, Any, Any]:
+                    checkpoint_dir: Path | None = None, resume: bool = False,
+                    holdout: Sequence[dict] = ()) -> tuple[Any, Any, Any]:
     """Unlearn on a loaded model (inputs checked by :func:`_check_unlearning_inputs`); ``seed``
-    (default the recipe's) seeds training: data order, IDK draws, a scope's initialisation."""
+    (default the recipe's) seeds training: data order, IDK draws, a scope's initialisation;
+    ``holdout``: never-trained records a schedule may compare the forget set with."""
     from obliviate.models.bottleneck import adapters_of
     from obliviate.train.unlearn import unlearn_model
 
@@ -213,7 +217,7 @@ def _unlearn_loaded(model: Any, tokenizer: Any, forget: Sequence[dict], retain: 
     outcome = unlearn_model(model, tokenizer, forget, retain, objective=objective, scope=scope,
                             schedule=schedule, training=recipe.training,
                             seed=recipe.seed if seed is None else seed, show_progress=show_progress,
-                            checkpoint_dir=checkpoint_dir, resume=resume)
+                            checkpoint_dir=checkpoint_dir, resume=resume, holdout=holdout)
     outcome.composition = composition
     return composition.compose(outcome.model, base), scope, outcome
 
@@ -251,10 +255,13 @@ def unlearn(model: str | os.PathLike, forget: str | os.PathLike | Sequence[dict]
             retain: str | os.PathLike | Sequence[dict] | None = None, *, method: str | None = None,
             recipe: Recipe | str | os.PathLike | dict | None = None, overrides: Sequence[str] = (),
             out: str | os.PathLike | None = None, request_id: str | None = None,
-            show_progress: bool = True, resume: bool = False, log: Log | None = None) -> UnlearnResult:
+            show_progress: bool = True, resume: bool = False, log: Log | None = None,
+            holdout: str | os.PathLike | Sequence[dict] | None = None) -> UnlearnResult:
     """Unlearn ``forget`` from the model at ``model`` (a folder or hub id) and save it to ``out``.
 
-    ``forget``/``retain`` are record lists or anything :func:`obliviate.data.load_records` reads.
+    ``forget``/``retain`` are record lists or anything :func:`obliviate.data.load_records` reads;
+    so is ``holdout``, records of the forget set's kind the model never saw, which schedule
+    ``until_unseen`` compares the forget set with (only read, never trained on).
     ``recipe`` (a :class:`~obliviate.recipe.Recipe`, YAML path or dict) defaults to none: the
     method's paper defaults (``method``, NPO when None) and the default training settings, not the
     embedded benchmark's recipe (see ``docs/recipes.md``, "How a recipe is resolved").
@@ -280,10 +287,11 @@ def unlearn(model: str | os.PathLike, forget: str | os.PathLike | Sequence[dict]
         out_path = _check_new_folder(out, needed_bytes=_weights_bytes(model))
     else:
         out_path = Path(out) if out is not None else None
-    forget_records, retain_records = _records(forget), _records(retain)
+    forget_records, retain_records, holdout_records = _records(forget), _records(retain), _records(holdout)
     invocation = {"command": "unlearn", "model": _base_reference(model),
                   "forget": _base_reference(forget) if isinstance(forget, (str, os.PathLike)) else None,
                   "retain": _base_reference(retain) if isinstance(retain, (str, os.PathLike)) else None,
+                  "holdout": _base_reference(holdout) if isinstance(holdout, (str, os.PathLike)) else None,
                   "request_id": request_id, "forget_sha256": forget_set_hash(forget_records)}
     if resume:
         recorded = read_invocation(out_path, "unlearn")
@@ -292,15 +300,16 @@ def unlearn(model: str | os.PathLike, forget: str | os.PathLike | Sequence[dict]
     _set_threads(rec.threads)
     tokenizer = load_tokenizer(model, trust_remote_code=rec.model.trust_remote_code)
     set_template(tokenizer, rec.model.template)
-    _check_unlearning_inputs(model, tokenizer, forget_records, retain_records, rec, log)
+    _check_unlearning_inputs(model, tokenizer, forget_records, retain_records, rec, log, holdout=holdout_records)
     loaded = load_model(model, dtype=rec.model.dtype, trust_remote_code=rec.model.trust_remote_code)
     if out_path is None:
         answering, _, outcome = _unlearn_loaded(loaded, tokenizer, forget_records, retain_records, rec,
-                                                show_progress)
+                                                show_progress, holdout=holdout_records)
         return UnlearnResult(answering, tokenizer, None, outcome.history, outcome.seconds, outcome.info)
     with _output_folder(out_path, rec, invocation, resume=resume) as (tmp, checkpoints):
         answering, scope, outcome = _unlearn_loaded(loaded, tokenizer, forget_records, retain_records, rec,
-                                                    show_progress, checkpoint_dir=checkpoints, resume=resume)
+                                                    show_progress, checkpoint_dir=checkpoints, resume=resume,
+                                                    holdout=holdout_records)
         source = {"path": _base_reference(forget)} if isinstance(forget, (str, os.PathLike)) else None
         request = new_request(forget_records, method=rec.method, source=source, request_id=request_id)
         _save_unlearned(tmp, answering, scope, outcome, tokenizer, str(model), request)
@@ -320,6 +329,7 @@ def resume_unlearn(run_dir: str | os.PathLike, *, show_progress: bool = True,
         raise ConfigError(f"--resume {folder}: the run was started from records in Python, not files; "
                           "call obliviate.api.unlearn(..., resume=True) with the same records")
     return unlearn(invocation["model"], invocation["forget"], invocation.get("retain"),
+                   holdout=invocation.get("holdout"),
                    recipe=folder / "recipe.yaml", out=folder, request_id=invocation.get("request_id"),
                    show_progress=show_progress, resume=True, log=log)
 
@@ -836,7 +846,7 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
 
     tokenizer = load_tokenizer(target_path, trust_remote_code=rec.model.trust_remote_code)
     template = set_template(tokenizer, rec.model.template)
-    _check_unlearning_inputs(target_path, tokenizer, data.forget, data.retain, rec, log)
+    _check_unlearning_inputs(target_path, tokenizer, data.forget, data.retain, rec, log, holdout=data.holdout)
     rows: dict[str, dict[str, float]] = {}
     invocation = {"command": "run", "seeds": training_seeds}
     with _output_folder(out_path, rec, invocation, resume=resume) as (tmp, checkpoints):
@@ -869,6 +879,7 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
         timings["evaluate_target"] = round(time.perf_counter() - t0, 2)
 
         per_seed: list[dict[str, float]] = []
+        seed_infos: dict[str, dict[str, Any]] = {}  # what each seed's scope and schedule recorded
         seed_timings: dict[str, list[float]] = {"unlearn": [], "evaluate_unlearned": []}
         first = None  # the first seed's outcome and evaluation: the saved model's
         for n, seed in enumerate(training_seeds):
@@ -881,7 +892,7 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
                 f"(objective {rec.objective['name']}, scope {rec.scope['name']}{of})")
             answering, scope, outcome = _unlearn_loaded(target, tokenizer, data.forget, data.retain, rec,
                                                         show_progress, seed=seed, checkpoint_dir=checkpoints,
-                                                        resume=resume)
+                                                        resume=resume, holdout=data.holdout)
             suffix = "" if n == 0 else f"-seed{seed}"
             if n == 0:
                 source = {"benchmark": bench.name, "forget_split": bench.forget_split, "size": bench.size,
@@ -899,6 +910,7 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
             save_eval_result(unlearned_eval, tmp / "eval" / f"unlearned{suffix}")
             per_seed.append(unlearned_eval.summary["metrics"])
             seed_timings["evaluate_unlearned"].append(round(time.perf_counter() - t0, 2))
+            seed_infos[str(seed)] = outcome.info
             if n == 0:
                 first = (outcome, unlearned_eval)
             del answering, scope, outcome, unlearned_eval, target
@@ -927,6 +939,7 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
             # "seed" stays the benchmark's and the models'; these are the unlearning runs'
             summary["training_seeds"] = training_seeds
             summary["saved_seed"] = training_seeds[0]
+            summary["unlearning_per_seed"] = seed_infos
         if spreads:
             summary["metrics_spread"] = spreads
         write_json_atomic(tmp / "summary.json", summary)

@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="model folder or hub id (required)")
     p.add_argument("--forget", help="forget records: JSONL/JSON/CSV/Parquet file, folder or dataset id (required)")
     p.add_argument("--retain", help="retain records (same formats); needed by objectives with a retain term")
+    p.add_argument("--holdout", help="records of the forget set's kind the model never saw (same formats); "
+                   "schedule until_unseen stops when the forget set looks like them (never trained on)")
     p.add_argument("--resume", metavar="OUT",
                    help="continue an interrupted unlearning started with --set training.save_every=N (its --out "
                         "folder); takes no other option")
@@ -304,7 +306,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from obliviate.errors import ConfigError
 
         if args.resume:
-            _only_resume(args, ("model", "forget", "retain", "recipe", "out", "request_id", "method", "overrides"))
+            _only_resume(args, ("model", "forget", "retain", "holdout", "recipe", "out", "request_id", "method", "overrides"))
             result = api.resume_unlearn(args.resume, show_progress=not quiet, log=_note)
         else:
             missing = [f"--{name}" for name in ("model", "forget", "out") if getattr(args, name) is None]
@@ -312,7 +314,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 raise ConfigError(f"unlearn needs {', '.join(missing)} (or --resume OUT to continue a run)")
             result = api.unlearn(args.model, args.forget, args.retain, method=args.method, recipe=args.recipe,
                                  overrides=args.overrides, out=args.out, request_id=args.request_id,
-                                 show_progress=not quiet, log=_note)
+                                 holdout=args.holdout, show_progress=not quiet, log=_note)
         from obliviate.distributed import is_main_process
 
         if is_main_process():

@@ -118,12 +118,19 @@ def _unlearning_section(info: Mapping[str, Any]) -> list[str]:
                      "retain records (paraphrases; wrong answers to forget questions)")
     if schedule.get("epochs") is not None:
         cap = " — **the epoch cap ended training**" if schedule.get("cap_hit") else ""
-        lines.append(f"- schedule: {schedule['epochs']} epochs, stopped because {schedule.get('stop_reason')}{cap}; "
-                     f"similarity: {schedule.get('similarity')}")
+        how = (f"; similarity: {schedule['similarity']}" if schedule.get("similarity") else
+               f"; forget vs {schedule['n_holdout']} holdout records by {schedule['statistic']}"
+               if schedule.get("statistic") else "")
+        lines.append(f"- schedule: {schedule['epochs']:g} epochs, stopped because {schedule.get('stop_reason')}{cap}"
+                     f"{how}")
         for check in schedule.get("checks", []):
-            el = "—" if check.get("el") is None else f"{check['el']:.3f}"
-            lines.append(f"  - epoch {check['epoch']}: MA {check['ma']:.3f}, EL {el}, "
-                         f"{check['active']} targets left, {check['re_entered']} re-entered")
+            if "ma" in check:  # ICU: memorisation of the targets
+                el = "—" if check.get("el") is None else f"{check['el']:.3f}"
+                lines.append(f"  - epoch {check['epoch']}: MA {check['ma']:.3f}, EL {el}, "
+                             f"{check['active']} targets left, {check['re_entered']} re-entered")
+            else:  # until_unseen: forget vs holdout
+                lines.append(f"  - epoch {check['epoch']}: KS p {check['p']:.3g} (median forget "
+                             f"{check['forget_median']:.3g}, holdout {check['holdout_median']:.3g})")
     if info.get("neighbours"):
         lines.append(f"- neighbours paired by {info['neighbours'].get('embedder')}")
     return ["", "## Unlearning", "", *lines] if lines else []

@@ -1,6 +1,6 @@
 """The schedule axis: how long to train and on what."""
 
 from obliviate.schedules.base import SCHEDULES, EpochsSchedule, ForgetTarget, Schedule, ScheduleContext
-from obliviate.schedules import alternating, icu  # noqa: E402,F401  (registration)
+from obliviate.schedules import alternating, icu, unseen  # noqa: E402,F401  (registration)
 
 __all__ = ["SCHEDULES", "EpochsSchedule", "ForgetTarget", "Schedule", "ScheduleContext"]

@@ -12,7 +12,7 @@ summary records (epochs used, whether a cap was hit).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Iterator, NamedTuple
+from typing import Any, Callable, ClassVar, Iterator, NamedTuple, Sequence
 
 import torch
 
@@ -33,9 +33,15 @@ class ForgetTarget:
 
 @dataclass
 class ScheduleContext:
+    """What a schedule may look at: the forget ``targets`` as above, the forget records, and
+    never-trained ``holdout`` records of the same kind when the caller has them."""
+
     tokenizer: Any
     targets: list[ForgetTarget]
     seed: int = 0
+    forget: Sequence[dict] = ()
+    holdout: Sequence[dict] = ()
+    max_length: int = 512
 
 
 class ItemKey(NamedTuple):
@@ -112,6 +118,9 @@ class Schedule:
     def training_overrides(self) -> dict[str, Any]:
         """TrainingArguments fields this schedule sets (``num_train_epochs``, ``max_steps``)."""
         return {}
+
+    def check_inputs(self, forget: Sequence[dict], holdout: Sequence[dict]) -> None:
+        """Raise a one-line error when the records cannot serve this schedule (before any model loads)."""
 
     def prepare(self, context: ScheduleContext) -> None:
         """Called once before training with the forget targets."""

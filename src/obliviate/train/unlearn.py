@@ -104,8 +104,11 @@ def check_training_records(tokenizer: Any, forget: Sequence[dict], retain: Seque
 def unlearn_model(model: Any, tokenizer: Any, forget: Sequence[dict], retain: Sequence[dict], *,
                   objective: Objective, scope: Scope, schedule: Schedule, training: TrainingConfig,
                   seed: int = 0, show_progress: bool = True, checkpoint_dir: str | Path | None = None,
-                  resume: bool = False) -> UnlearnOutcome:
+                  resume: bool = False, holdout: Sequence[dict] = ()) -> UnlearnOutcome:
     """Unlearn ``forget`` from ``model`` while keeping ``retain``; returns the trained model.
+
+    ``holdout``: never-trained records of the forget set's kind, for a schedule that compares the
+    forget set with unseen data (``until_unseen``); never trained on.
 
     With ``checkpoint_dir`` and ``training.save_every``, Trainer checkpoints (model or adapter,
     optimiser, scheduler, RNG states, step) go there; ``resume`` continues from the newest
@@ -115,6 +118,7 @@ def unlearn_model(model: Any, tokenizer: Any, forget: Sequence[dict], retain: Se
     started = time.perf_counter()
     cfg = objective.config
     info: dict[str, Any] = {}
+    requested = list(forget)  # what a schedule checks: the request, not its augmentations
     if getattr(cfg, "augment", False):
         from obliviate.data.augment import augment_forget, augment_retain
 
@@ -144,7 +148,8 @@ def unlearn_model(model: Any, tokenizer: Any, forget: Sequence[dict], retain: Se
     model = scope.prepare(model, scope_data(forget_items, retain_items, tokenizer.pad_token_id, seed)
                           if scope.needs_data else None)
     schedule.prepare(ScheduleContext(tokenizer, forget_targets(tokenizer, forget, forget_items,
-                                                               max_length=training.max_length), seed))
+                                                               max_length=training.max_length), seed,
+                                     forget=requested, holdout=list(holdout), max_length=training.max_length))
     trained_retain = retain_items if "retain" in objective.groups() else []
     composed = schedule.train_batches(forget_items, trained_retain, training.batch_size)
     dataset, batch_sampler = composed or (PairedDataset(forget_items, trained_retain, seed=seed), None)

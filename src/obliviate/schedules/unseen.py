@@ -1,0 +1,172 @@
+"""Train until the forget set looks unseen: stop at the first epoch whose forget records the model
+treats like never-trained **holdout** records, up to an epoch cap.
+
+How long to unlearn is the value that decides forget quality, and the right length differs between
+forget sets of the same kind (on the embedded benchmark the best fixed epoch count of one recipe
+moved from ~20 to ~45 between benchmark instances). TOFU's forget quality compares the unlearned
+model's forget truth ratios with those of a retain model, which a user honouring a deletion
+request does not have. Records of the same kind that the model was never trained on are the
+stand-in: a retain model treats the forget set as unseen data, so an unlearned model whose forget
+truth ratios cannot be told from its own truth ratios on unseen holdout records is where forget
+quality peaks. After every ``check_every`` epochs this schedule computes
+
+    p = KS two-sample p-value(statistic on forget records, statistic on holdout records)
+
+under the current model and stops at the first check with ``p >= p_value`` (or at ``epochs``).
+``statistic`` ``truth_ratio`` (TOFU's, needs ``perturbed_answer`` on both sets; the correct
+answer is ``paraphrased_answer`` where a record has one, as in forget quality) or ``nll`` (average
+answer NLL, any QA records: a loss-based membership test).
+
+The holdout is only read, never trained on. On the embedded benchmark it is the same holdout the
+membership-inference metrics (privleak) use, so those metrics see a stop that looked at it;
+forget quality (against the retain model) does not. The default threshold 0.5 and the cap of 60
+epochs were chosen on benchmark seed 0 by ``bench/leaderboard.py`` (docs/leaderboard.md).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+from transformers import TrainerCallback
+
+from obliviate.errors import ConfigError
+from obliviate.schedules.base import SCHEDULES, EpochsConfig, EpochsSchedule, ScheduleContext
+from obliviate.validation import option
+
+STATISTICS = ("truth_ratio", "nll")
+
+
+@dataclass
+class UntilUnseenConfig(EpochsConfig):
+    """``epochs`` (and ``max_steps``) cap training; ``p_value`` is the KS p at which the forget
+    set counts as unseen."""
+
+    epochs: float = option(60.0, ge=0)
+    p_value: float = option(0.5, gt=0, le=1)
+    statistic: str = option("truth_ratio", choices=STATISTICS)
+    check_every: int = option(1, ge=1, hint="epochs between checks")
+    batch_size: int = option(64, ge=1, hint="scoring batch size of a check")
+
+
+def _correct(record: dict) -> str:
+    return record.get("paraphrased_answer") or record["answer"]
+
+
+def check_records(records: Sequence[dict], statistic: str, role: str) -> None:
+    """One line naming the first record a check cannot score."""
+    for n, rec in enumerate(records, 1):
+        if "question" not in rec or "answer" not in rec:
+            raise ConfigError(f"schedule until_unseen compares QA records; {role} record {n} has no "
+                              "question/answer (text records: use schedule=epochs)")
+        if statistic == "truth_ratio" and not rec.get("perturbed_answer"):
+            raise ConfigError(f"schedule until_unseen (statistic truth_ratio) needs perturbed_answer on every "
+                              f"{role} record; {role} record {n} has none (or set schedule.statistic=nll)")
+
+
+def record_statistic(model: Any, tokenizer: Any, records: Sequence[dict], statistic: str, *,
+                     batch_size: int, max_length: int) -> list[float]:
+    """Per record: the truth ratio (correct answer vs its perturbed answers) or the answer's
+    average NLL, from one batched scoring pass. Records with an answer cut away are skipped."""
+    from obliviate import metrics
+    from obliviate.evaluate.scoring import score_pairs
+
+    pairs: list[tuple[str, str]] = []
+    slots: list[tuple[int, int]] = []
+    for rec in records:
+        start = len(pairs)
+        if statistic == "truth_ratio":
+            pairs.append((rec["question"], _correct(rec)))
+            pairs.extend((rec["question"], p) for p in rec["perturbed_answer"])
+        else:
+            pairs.append((rec["question"], rec["answer"]))
+        slots.append((start, len(pairs)))
+    scores = score_pairs(model, tokenizer, pairs, batch_size=batch_size, max_length=max_length,
+                         show_progress=False)
+    values = []
+    for start, end in slots:
+        nlls = [scores[i].avg_nll for i in range(start, end)]
+        if any(math.isnan(x) for x in nlls):
+            continue
+        if statistic == "truth_ratio":
+            values.append(float(metrics.truth_ratio([nlls[0]], [nlls[1:]])[0]))
+        else:
+            values.append(nlls[0])
+    return values
+
+
+class _UnseenCallback(TrainerCallback):
+    def __init__(self, schedule: UntilUnseenSchedule):
+        self.schedule = schedule
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.schedule.check(model, epoch=int(round(state.epoch or 0)))  # a resumed run starts past 0
+
+    def on_epoch_end(self, args, state, control, model=None, **kwargs):
+        epoch = int(round(state.epoch or 0))
+        if epoch % self.schedule.config.check_every == 0 and self.schedule.check(model, epoch):
+            control.should_training_stop = True
+        return control
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.schedule.finish(state.epoch or 0)
+
+
+@SCHEDULES.register("until_unseen")
+class UntilUnseenSchedule(EpochsSchedule):
+    """Epochs until the forget records look like never-trained holdout records (KS p >= p_value)."""
+
+    Config = UntilUnseenConfig
+
+    def __init__(self, config: UntilUnseenConfig):
+        super().__init__(config)
+        self.context: ScheduleContext | None = None
+        self.checks: list[dict[str, Any]] = []
+        self.stop_reason: str | None = None
+        self.seconds = 0.0  # spent checking
+
+    def check_inputs(self, forget: Sequence[dict], holdout: Sequence[dict]) -> None:
+        if not holdout:
+            raise ConfigError("schedule until_unseen compares the forget set with never-trained holdout records; "
+                              "give them (--holdout FILE, api holdout=...) or use schedule=epochs")
+        check_records(forget, self.config.statistic, "forget")
+        check_records(holdout, self.config.statistic, "holdout")
+
+    def prepare(self, context: ScheduleContext) -> None:
+        self.check_inputs(context.forget, context.holdout)
+        self.context = context
+        self.checks, self.stop_reason, self.seconds = [], None, 0.0
+        self.info = {"statistic": self.config.statistic, "p_value": self.config.p_value,
+                     "n_holdout": len(context.holdout)}
+
+    def callbacks(self) -> list[Any]:
+        return [_UnseenCallback(self)]
+
+    def check(self, model: Any, epoch: int) -> bool:
+        """Score forget and holdout records; True when the forget set now looks unseen."""
+        from scipy import stats
+
+        started = time.perf_counter()
+        ctx = self.context
+        args = {"batch_size": self.config.batch_size, "max_length": ctx.max_length}
+        forget = record_statistic(model, ctx.tokenizer, ctx.forget, self.config.statistic, **args)
+        holdout = record_statistic(model, ctx.tokenizer, ctx.holdout, self.config.statistic, **args)
+        if not forget or not holdout:
+            raise ConfigError("schedule until_unseen: no forget or holdout record fits training.max_length "
+                              f"({ctx.max_length} tokens) with its answers")
+        test = stats.ks_2samp(forget, holdout)
+        self.checks.append({"epoch": epoch, "p": float(test.pvalue), "ks": float(test.statistic),
+                            "forget_median": float(np.median(forget)), "holdout_median": float(np.median(holdout))})
+        self.seconds += time.perf_counter() - started
+        unseen = bool(epoch > 0 and test.pvalue >= self.config.p_value)
+        if unseen:
+            self.stop_reason = f"forget set looks unseen (KS p {test.pvalue:.3g} >= {self.config.p_value})"
+        return unseen
+
+    def finish(self, epochs: float) -> None:
+        self.info.update({"epochs": round(float(epochs), 2), "stop_reason": self.stop_reason or f"epoch cap ({self.config.epochs:g})",
+                          "cap_hit": self.stop_reason is None, "check_seconds": round(self.seconds, 2),
+                          "checks": self.checks})
