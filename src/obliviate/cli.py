@@ -306,7 +306,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from obliviate.errors import ConfigError
 
         if args.resume:
-            _only_resume(args, ("model", "forget", "retain", "holdout", "recipe", "out", "request_id", "method", "overrides"))
+            _only_resume(args, ("model", "forget", "retain", "holdout", "recipe", "out", "request_id", "method",
+                                "overrides"))
             result = api.resume_unlearn(args.resume, show_progress=not quiet, log=_note)
         else:
             missing = [f"--{name}" for name in ("model", "forget", "out") if getattr(args, name) is None]

@@ -167,6 +167,7 @@ class UntilUnseenSchedule(EpochsSchedule):
         return unseen
 
     def finish(self, epochs: float) -> None:
-        self.info.update({"epochs": round(float(epochs), 2), "stop_reason": self.stop_reason or f"epoch cap ({self.config.epochs:g})",
+        cap = f"epoch cap ({self.config.epochs:g})"
+        self.info.update({"epochs": round(float(epochs), 2), "stop_reason": self.stop_reason or cap,
                           "cap_hit": self.stop_reason is None, "check_seconds": round(self.seconds, 2),
                           "checks": self.checks})
