@@ -88,7 +88,7 @@ def test_icu_run_on_passages_lowers_extraction_and_records_its_epochs(tmp_path, 
     from tests.conftest import TEST_OVERRIDES
 
     # two forget passages at test size: batch 2 and a higher rate give ICU enough steps per epoch
-    overrides = [o for o in TEST_OVERRIDES if not o.startswith(("schedule.", "training."))]
+    overrides = [o for o in TEST_OVERRIDES if not o.startswith(("schedule", "training."))]
     result = run(method="icu", overrides=[*overrides, "benchmark.task=passages", "schedule.max_epochs=20",
                                           "training.learning_rate=2e-3", "training.batch_size=2",
                                           "schedule.embedder=tfidf", "objective.embedder=tfidf"],

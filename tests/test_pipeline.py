@@ -89,7 +89,7 @@ def test_lora_scope_unlearns_and_saves_only_an_adapter(tmp_path, tiny_models, ti
 
     result = unlearn(str(tiny_models.target), str(forget), str(retain), recipe=default_recipe_path(), overrides=[
         "scope=lora", "scope.r=8", "objective.forget_tokens=answer", "training.learning_rate=3e-3",
-        "training.batch_size=8", "schedule.epochs=10"], out=out, show_progress=False)
+        "training.batch_size=8", "schedule=epochs", "schedule.epochs=10"], out=out, show_progress=False)
     adapter = out / "adapter_model.safetensors"
     assert adapter.is_file() and not (out / "model.safetensors").exists()
     assert all("lora_" in k for k in safetensors.torch.load_file(adapter))

@@ -9,9 +9,9 @@ from obliviate.recipe import load_recipe, resolve_recipe
 def test_default_recipe_is_npo_on_authors():
     r = load_recipe()
     assert r.method == "npo" and r.benchmark.name == "authors" and r.benchmark.forget_split == "forget10"
-    assert r.objective == {"name": "npo", "beta": 0.5, "retain_weight": 2.0, "forget_tokens": "fact"}
+    assert r.objective == {"name": "npo", "beta": 0.25, "retain_weight": 2.0, "forget_tokens": "fact"}
     assert r.scope == {"name": "full"} and r.composition == {"name": "direct"}
-    assert r.training.learning_rate == pytest.approx(5e-4) and r.schedule == {"name": "epochs", "epochs": 30}
+    assert r.training.learning_rate == pytest.approx(2e-4) and r.schedule == {"name": "until_unseen", "epochs": 60}
 
 
 def test_method_replaces_axes_and_set_overrides(tmp_path):

@@ -27,11 +27,15 @@ def test_stops_at_the_first_check_whose_ks_p_reaches_the_threshold(monkeypatch):
     script = iter([[7.0, 8.0, 9.0], [7.0, 8.0, 9.0], [2.5, 7.0, 8.0], [1.0, 2.0, 3.0]])
     calls = []
 
-    def statistic(model, tokenizer, records, kind, **_):
-        calls.append(kind)
-        return holdout if records[0]["question"] == "h?" else next(script)
+    class Scripted:
+        def __init__(self, tokenizer, records, statistic, *, max_length):
+            calls.append(statistic)
+            self.is_holdout = records[0]["question"] == "h?"
 
-    monkeypatch.setattr(unseen, "record_statistic", statistic)
+        def __call__(self, model, batch_size=64):
+            return holdout if self.is_holdout else next(script)
+
+    monkeypatch.setattr(unseen, "RecordScorer", Scripted)
     schedule = _schedule(p_value=0.5)
     schedule.prepare(ScheduleContext(None, [], forget=[QA] * 3, holdout=[{**QA, "question": "h?"}] * 3))
     assert schedule.check(None, epoch=0) is False          # before training: never a stop
@@ -53,7 +57,7 @@ def test_stops_at_the_first_check_whose_ks_p_reaches_the_threshold(monkeypatch):
     assert strict.info["cap_hit"] is True and strict.info["stop_reason"] == "epoch cap (60)"
 
 
-def test_record_statistics_are_truth_ratios_or_nll(tiny_models, tiny_data, tokenizer):
+def test_record_statistics_are_the_evaluations_truth_ratios_or_nll(tiny_models, tiny_data, tokenizer):
     import numpy as np
 
     from obliviate.evaluate.tofu import EvalConfig, evaluate_split
@@ -61,12 +65,12 @@ def test_record_statistics_are_truth_ratios_or_nll(tiny_models, tiny_data, token
 
     model = load_model(tiny_models.target)
     records = tiny_data.forget[:5]
-    ratios = unseen.record_statistic(model, tokenizer, records, "truth_ratio", batch_size=4, max_length=512)
+    ratios = unseen.RecordScorer(tokenizer, records, "truth_ratio", max_length=512)(model, batch_size=4)
     # the evaluation's forget truth ratios (paraphrased answer vs perturbed answers) are the same numbers
     expected = evaluate_split(model, tokenizer, "forget", records, EvalConfig(mia=False, max_new_tokens=4),
                               show_progress=False).truth_ratios
     np.testing.assert_allclose(ratios, expected, rtol=1e-5)
-    nll = unseen.record_statistic(model, tokenizer, records, "nll", batch_size=4, max_length=512)
+    nll = unseen.RecordScorer(tokenizer, records, "nll", max_length=512)(model, batch_size=4)
     probs = [i["prob"] for i in evaluate_split(model, tokenizer, "forget", records,
                                                EvalConfig(mia=False, max_new_tokens=4), show_progress=False).items]
     np.testing.assert_allclose(np.exp(-np.array(nll)), probs, rtol=1e-5)

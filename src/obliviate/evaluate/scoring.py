@@ -66,6 +66,36 @@ def _per_pair(values: Sequence[Any] | None, n: int, empty: Any) -> list[Any]:
     return list(values)
 
 
+def encode_pairs(tokenizer: Any, pairs: Sequence[tuple[str, str]], *, max_length: int = 512,
+                 shots: Sequence[Shots] | None = None, given: Sequence[int] | None = None) -> list[dict[str, list[int]]]:
+    """Each (question, answer) pair as scored (see :func:`_scored`); encode once, score often."""
+    shots, given = _per_pair(shots, len(pairs), ()), _per_pair(given, len(pairs), 0)
+    return [_scored(encode_pair(tokenizer, q, a, max_length=max_length, shots=s), g)
+            for (q, a), s, g in zip(pairs, shots, given)]
+
+
+@torch.no_grad()
+def answer_nlls(model: Any, encoded: Sequence[dict[str, list[int]]], pad_id: int, *,
+                batch_size: int = 64) -> list[float]:
+    """Mean answer-token NLL of each encoded pair (NaN where no answer token is scored): only the
+    forward passes, for callers that score the same pairs repeatedly (a schedule's checks)."""
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))
+    out = [float("nan")] * len(encoded)
+    was_training = model.training
+    model.eval()
+    device = _device(model)
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        batch = {k: v.to(device) for k, v in pad_batch([encoded[i] for i in idx], pad_id).items()}
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        sums, counts = sequence_nll(logits, batch["labels"])
+        for row, i in enumerate(idx):
+            if counts[row]:
+                out[i] = float(sums[row]) / int(counts[row])
+    model.train(was_training)
+    return out
+
+
 @torch.no_grad()
 def score_pairs(model: Any, tokenizer: Any, pairs: Sequence[tuple[str, str]], *, batch_size: int = 64,
                 max_length: int = 512, desc: str = "scoring", show_progress: bool = True,
@@ -75,9 +105,7 @@ def score_pairs(model: Any, tokenizer: Any, pairs: Sequence[tuple[str, str]], *,
     ``token_stats`` also per-token log-probs and their Min-K%++ statistics (membership inference).
     Per pair, ``shots`` are worked examples before the question and ``given`` the number of the
     answer's first tokens placed in the prompt (only the rest is scored)."""
-    shots, given = _per_pair(shots, len(pairs), ()), _per_pair(given, len(pairs), 0)
-    encoded = [_scored(encode_pair(tokenizer, q, a, max_length=max_length, shots=s), g)
-               for (q, a), s, g in zip(pairs, shots, given)]
+    encoded = encode_pairs(tokenizer, pairs, max_length=max_length, shots=shots, given=given)
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))
     results: list[PairScore | None] = [None] * len(encoded)
     was_training = model.training

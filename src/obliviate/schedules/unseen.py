@@ -67,35 +67,41 @@ def check_records(records: Sequence[dict], statistic: str, role: str) -> None:
                               f"{role} record; {role} record {n} has none (or set schedule.statistic=nll)")
 
 
-def record_statistic(model: Any, tokenizer: Any, records: Sequence[dict], statistic: str, *,
-                     batch_size: int, max_length: int) -> list[float]:
-    """Per record: the truth ratio (correct answer vs its perturbed answers) or the answer's
-    average NLL, from one batched scoring pass. Records with an answer cut away are skipped."""
-    from obliviate import metrics
-    from obliviate.evaluate.scoring import score_pairs
+class RecordScorer:
+    """A statistic per record (the truth ratio: correct answer vs its perturbed answers; or the
+    answer's average NLL) from one batched forward pass. The pairs are encoded once, so a check
+    after every epoch only runs the model. Records whose answer is cut away are skipped."""
 
-    pairs: list[tuple[str, str]] = []
-    slots: list[tuple[int, int]] = []
-    for rec in records:
-        start = len(pairs)
-        if statistic == "truth_ratio":
-            pairs.append((rec["question"], _correct(rec)))
-            pairs.extend((rec["question"], p) for p in rec["perturbed_answer"])
-        else:
-            pairs.append((rec["question"], rec["answer"]))
-        slots.append((start, len(pairs)))
-    scores = score_pairs(model, tokenizer, pairs, batch_size=batch_size, max_length=max_length,
-                         show_progress=False)
-    values = []
-    for start, end in slots:
-        nlls = [scores[i].avg_nll for i in range(start, end)]
-        if any(math.isnan(x) for x in nlls):
-            continue
-        if statistic == "truth_ratio":
-            values.append(float(metrics.truth_ratio([nlls[0]], [nlls[1:]])[0]))
-        else:
-            values.append(nlls[0])
-    return values
+    def __init__(self, tokenizer: Any, records: Sequence[dict], statistic: str, *, max_length: int):
+        from obliviate.evaluate.scoring import encode_pairs
+
+        self.statistic = statistic
+        self.pad_id = tokenizer.pad_token_id
+        pairs: list[tuple[str, str]] = []
+        self.slots: list[tuple[int, int]] = []
+        for rec in records:
+            start = len(pairs)
+            if statistic == "truth_ratio":
+                pairs.append((rec["question"], _correct(rec)))
+                pairs.extend((rec["question"], p) for p in rec["perturbed_answer"])
+            else:
+                pairs.append((rec["question"], rec["answer"]))
+            self.slots.append((start, len(pairs)))
+        self.encoded = encode_pairs(tokenizer, pairs, max_length=max_length)
+
+    def __call__(self, model: Any, batch_size: int = 64) -> list[float]:
+        from obliviate import metrics
+        from obliviate.evaluate.scoring import answer_nlls
+
+        nlls = answer_nlls(model, self.encoded, self.pad_id, batch_size=batch_size)
+        values = []
+        for start, end in self.slots:
+            row = nlls[start:end]
+            if any(math.isnan(x) for x in row):
+                continue
+            values.append(float(metrics.truth_ratio([row[0]], [row[1:]])[0]) if self.statistic == "truth_ratio"
+                          else row[0])
+        return values
 
 
 class _UnseenCallback(TrainerCallback):
@@ -124,6 +130,7 @@ class UntilUnseenSchedule(EpochsSchedule):
     def __init__(self, config: UntilUnseenConfig):
         super().__init__(config)
         self.context: ScheduleContext | None = None
+        self.scorers: list[RecordScorer] = []
         self.checks: list[dict[str, Any]] = []
         self.stop_reason: str | None = None
         self.seconds = 0.0  # spent checking
@@ -138,6 +145,8 @@ class UntilUnseenSchedule(EpochsSchedule):
     def prepare(self, context: ScheduleContext) -> None:
         self.check_inputs(context.forget, context.holdout)
         self.context = context
+        self.scorers = [RecordScorer(context.tokenizer, records, self.config.statistic, max_length=context.max_length)
+                        for records in (context.forget, context.holdout)]
         self.checks, self.stop_reason, self.seconds = [], None, 0.0
         self.info = {"statistic": self.config.statistic, "p_value": self.config.p_value,
                      "n_holdout": len(context.holdout)}
@@ -150,13 +159,10 @@ class UntilUnseenSchedule(EpochsSchedule):
         from scipy import stats
 
         started = time.perf_counter()
-        ctx = self.context
-        args = {"batch_size": self.config.batch_size, "max_length": ctx.max_length}
-        forget = record_statistic(model, ctx.tokenizer, ctx.forget, self.config.statistic, **args)
-        holdout = record_statistic(model, ctx.tokenizer, ctx.holdout, self.config.statistic, **args)
+        forget, holdout = (scorer(model, self.config.batch_size) for scorer in self.scorers)
         if not forget or not holdout:
             raise ConfigError("schedule until_unseen: no forget or holdout record fits training.max_length "
-                              f"({ctx.max_length} tokens) with its answers")
+                              f"({self.context.max_length} tokens) with its answers")
         test = stats.ks_2samp(forget, holdout)
         self.checks.append({"epoch": epoch, "p": float(test.pvalue), "ks": float(test.statistic),
                             "forget_median": float(np.median(forget)), "holdout_median": float(np.median(holdout))})
