@@ -67,7 +67,8 @@ def _per_pair(values: Sequence[Any] | None, n: int, empty: Any) -> list[Any]:
 
 
 def encode_pairs(tokenizer: Any, pairs: Sequence[tuple[str, str]], *, max_length: int = 512,
-                 shots: Sequence[Shots] | None = None, given: Sequence[int] | None = None) -> list[dict[str, list[int]]]:
+                 shots: Sequence[Shots] | None = None,
+                 given: Sequence[int] | None = None) -> list[dict[str, list[int]]]:
     """Each (question, answer) pair as scored (see :func:`_scored`); encode once, score often."""
     shots, given = _per_pair(shots, len(pairs), ()), _per_pair(given, len(pairs), 0)
     return [_scored(encode_pair(tokenizer, q, a, max_length=max_length, shots=s), g)
