@@ -61,3 +61,18 @@ def test_leaderboard_tunes_tests_and_resumes(tmp_path, monkeypatch, tiny_models)
     assert "| npo |" in bench.markdown(again, ["forget10"])
     with pytest.raises(AssertionError, match="run again"):
         bench.leaderboard(["npo"], test_seeds=[2], splits=["forget10"], work=tmp_path, size="test")
+
+
+def test_the_embedded_picks_are_the_leaderboards():
+    """resources/picks.yaml (what `obliviate run --method NAME` starts from) holds each preset's
+    pick of the committed leaderboard, so neither can change without the other."""
+    import json
+
+    from obliviate.methods import METHODS
+    from obliviate.recipe import benchmark_picks
+
+    board = json.loads((ROOT / "bench" / "results" / "leaderboard.json").read_text())["board"]
+    presets = {name for name in board if name in METHODS}
+    assert presets >= {"npo", "graddiff", "simnpo", "ga", "kl", "idkdpo", "wagle", "uld", "eul", "offset", "icu"}
+    for name in presets:
+        assert benchmark_picks(name) == board[name]["pick"]["point"], name

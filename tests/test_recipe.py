@@ -58,3 +58,16 @@ def test_bad_recipe_files(tmp_path):
         load_recipe(unknown)
     with pytest.raises(ConfigError, match="method 'nope' is unknown"):
         load_recipe(method="nope")
+
+
+def test_run_presets_start_from_their_leaderboard_pick_unlearn_keeps_paper_defaults():
+    from obliviate.recipe import benchmark_picks
+
+    assert benchmark_picks("npo") == ["training.learning_rate=0.0005", "schedule.epochs=15"]
+    r = load_recipe(method="npo")  # obliviate run --method npo: the embedded recipe + npo's pick
+    assert r.training.learning_rate == pytest.approx(5e-4) and r.schedule == {"name": "epochs", "epochs": 15}
+    assert load_recipe(method="npo", overrides=["schedule.epochs=3"]).schedule["epochs"] == 3  # --set wins
+    assert load_recipe(method="icu").schedule["max_epochs"] == 10
+    assert benchmark_picks("uld-code") == []  # no leaderboard row: the file's training values
+    paper = resolve_recipe({}, method="npo")  # obliviate unlearn without a recipe: the paper's values
+    assert paper.training.learning_rate == pytest.approx(1e-5) and paper.schedule == {"name": "epochs"}

@@ -106,6 +106,13 @@ def default_recipe_path() -> Path:
     return Path(str(resources.files("obliviate").joinpath("resources/default.yaml")))
 
 
+def benchmark_picks(method: str) -> list[str]:
+    """The leaderboard's training values for ``method`` on the embedded benchmark, as ``--set``
+    overrides (``resources/picks.yaml``; empty for a method the leaderboard has no row for)."""
+    picks = yaml.safe_load(resources.files("obliviate").joinpath("resources/picks.yaml").read_text()) or {}
+    return [str(p) for p in picks.get(method) or []]
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     from obliviate.data.loaders import read_utf8_text
 
@@ -231,5 +238,9 @@ def validate_components(recipe: Recipe) -> None:
 
 
 def load_recipe(path: str | Path | None = None, **kwargs: Any) -> Recipe:
-    """Load a recipe file (default: the embedded default recipe) and resolve it."""
+    """Load a recipe file (default: the embedded default recipe) and resolve it. On the embedded
+    recipe, a ``method`` starts from its leaderboard pick (:func:`benchmark_picks`): the values the
+    embedded default recipe's training section holds are tuned for its own method."""
+    if path is None and kwargs.get("method"):
+        kwargs["overrides"] = [*benchmark_picks(kwargs["method"]), *kwargs.get("overrides", ())]
     return resolve_recipe(read_yaml(path or default_recipe_path()), **kwargs)
