@@ -957,6 +957,8 @@ def run(recipe: Recipe | str | os.PathLike | dict | None = None, *, method: str 
         log(f"the audit runs in one process: `obliviate audit {out_path}`")
     if audit_after:
         log("")
+        if len(training_seeds) > 1:  # only the first seed's model is saved, so only it can be attacked
+            log(f"auditing the saved model (training seed {training_seeds[0]}); the other seeds' models are not kept")
         summary["audit"] = _audit_folder(out_path, show_progress=show_progress, log=log)
     return RunResult(out_path, rows, summary)
 
