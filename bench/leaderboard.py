@@ -231,10 +231,14 @@ def main() -> None:
     parser.add_argument("--phase", choices=("tune", "test", "all"), default="all")
     parser.add_argument("--size", default="default")
     parser.add_argument("--work", default="/tmp/obliviate-leaderboard")
+    parser.add_argument("--tune-training-seeds", type=int, default=None,
+                        help="training seeds per tuning point for the --methods given (default: TUNE_TRAINING_SEEDS)")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--docs", action="store_true", help="write docs/leaderboard.md's table and plot")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if args.tune_training_seeds:
+        TUNE_TRAINING_SEEDS.update({m: args.tune_training_seeds for m in args.methods})
     work = Path(args.work)
     board = leaderboard(args.methods, args.test_seeds, args.splits, work, args.size, args.phase,
                         run=not args.report_only)
