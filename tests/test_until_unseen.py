@@ -128,3 +128,8 @@ def test_unlearn_cli_reads_holdout_records(tmp_path, tiny_models, tiny_data, cap
     assert main([*common, "--holdout", str(tmp_path / "holdout.jsonl"), "--out", str(tmp_path / "out")]) in (0, None)
     info = json.loads((tmp_path / "out" / "unlearning.json").read_text())["schedule"]
     assert info["n_holdout"] == len(tiny_data.holdout) and len(info["checks"]) >= 2
+    capsys.readouterr()
+    # another schedule ignores them, and says so
+    ignored = [a if a != "schedule=until_unseen" else "schedule=epochs" for a in common]
+    assert main([*ignored, "--holdout", str(tmp_path / "holdout.jsonl"), "--out", str(tmp_path / "out2")]) in (0, None)
+    assert "does not read holdout records" in capsys.readouterr().err

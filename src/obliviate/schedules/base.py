@@ -109,6 +109,8 @@ class Schedule:
     name: ClassVar[str]
     #: whether a run can resume mid-way (a schedule with state between epochs cannot yet)
     supports_checkpoints: ClassVar[bool] = True
+    #: whether the schedule reads never-trained holdout records (:attr:`ScheduleContext.holdout`)
+    reads_holdout: ClassVar[bool] = False
     Config: ClassVar[type]
 
     def __init__(self, config: Any):

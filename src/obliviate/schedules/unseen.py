@@ -129,6 +129,7 @@ class UntilUnseenSchedule(EpochsSchedule):
     """Epochs until the forget records look like never-trained holdout records (KS p >= p_value)."""
 
     Config = UntilUnseenConfig
+    reads_holdout = True
 
     def __init__(self, config: UntilUnseenConfig):
         super().__init__(config)
