@@ -133,3 +133,30 @@ def test_unlearn_cli_reads_holdout_records(tmp_path, tiny_models, tiny_data, cap
     ignored = [a if a != "schedule=until_unseen" else "schedule=epochs" for a in common]
     assert main([*ignored, "--holdout", str(tmp_path / "holdout.jsonl"), "--out", str(tmp_path / "out2")]) in (0, None)
     assert "does not read holdout records" in capsys.readouterr().err
+
+
+def test_restore_best_goes_back_to_the_best_check_when_the_cap_ends_training(monkeypatch):
+    import torch
+
+    holdout = [1.0, 2.0, 3.0]
+    script = iter([[7.0, 8.0, 9.0], [2.5, 7.0, 8.0], [7.0, 8.0, 9.0]])  # p 0.1, 0.6, 0.1
+
+    class Scripted:
+        def __init__(self, tokenizer, records, statistic, *, max_length):
+            self.is_holdout = records[0]["question"] == "h?"
+
+        def __call__(self, model, batch_size=64):
+            return holdout if self.is_holdout else next(script)
+
+    monkeypatch.setattr(unseen, "RecordScorer", Scripted)
+    model = torch.nn.Linear(2, 2)
+    schedule = _schedule(p_value=0.9, restore_best=True, epochs=3)
+    schedule.prepare(ScheduleContext(None, [], forget=[QA] * 3, holdout=[{**QA, "question": "h?"}] * 3))
+    for epoch in (1, 2, 3):
+        with torch.no_grad():
+            model.weight.fill_(float(epoch))  # what training left after this epoch
+        assert schedule.check(model, epoch) is False
+    schedule.finish(3.0, model)
+    assert torch.equal(model.weight, torch.full((2, 2), 2.0))  # epoch 2 had the best p (0.6)
+    assert schedule.info["restored_epoch"] == 2 and schedule.info["cap_hit"] is True
+    assert "restored the weights of epoch 2" in schedule.info["stop_reason"]

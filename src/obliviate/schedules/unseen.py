@@ -53,6 +53,9 @@ class UntilUnseenConfig(EpochsConfig):
     statistic: str = option("truth_ratio", choices=STATISTICS)
     check_every: int = option(1, ge=1, hint="epochs between checks")
     batch_size: int = option(64, ge=1, hint="scoring batch size of a check")
+    #: when the cap ends training, go back to the weights of the check with the highest p (kept in
+    #: CPU memory: one copy of the trainable weights; lost if the run is resumed from a checkpoint)
+    restore_best: bool = False
 
 
 def _correct(record: dict) -> str:
@@ -120,8 +123,8 @@ class _UnseenCallback(TrainerCallback):
             control.should_training_stop = True
         return control
 
-    def on_train_end(self, args, state, control, **kwargs):
-        self.schedule.finish(state.epoch or 0)
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        self.schedule.finish(state.epoch or 0, model)
 
 
 @SCHEDULES.register("until_unseen")
@@ -138,6 +141,7 @@ class UntilUnseenSchedule(EpochsSchedule):
         self.checks: list[dict[str, Any]] = []
         self.stop_reason: str | None = None
         self.seconds = 0.0  # spent checking
+        self.best: tuple[int, float, dict[str, Any]] | None = None  # (epoch, p, trainable weights)
 
     def check_inputs(self, forget: Sequence[dict], holdout: Sequence[dict]) -> None:
         if not holdout:
@@ -152,6 +156,7 @@ class UntilUnseenSchedule(EpochsSchedule):
         self.scorers = [RecordScorer(context.tokenizer, records, self.config.statistic, max_length=context.max_length)
                         for records in (context.forget, context.holdout)]
         self.checks, self.stop_reason, self.seconds = [], None, 0.0
+        self.best: tuple[int, float, dict[str, Any]] | None = None
         self.info = {"statistic": self.config.statistic, "p_value": self.config.p_value,
                      "n_holdout": len(context.holdout)}
 
@@ -170,14 +175,28 @@ class UntilUnseenSchedule(EpochsSchedule):
         test = stats.ks_2samp(forget, holdout)
         self.checks.append({"epoch": epoch, "p": float(test.pvalue), "ks": float(test.statistic),
                             "forget_median": float(np.median(forget)), "holdout_median": float(np.median(holdout))})
+        if self.config.restore_best and epoch > 0 and (self.best is None or test.pvalue > self.best[1]):
+            self.best = (epoch, float(test.pvalue), {n: p.detach().to("cpu", copy=True)
+                                                     for n, p in model.named_parameters() if p.requires_grad})
         self.seconds += time.perf_counter() - started
         unseen = bool(epoch > 0 and test.pvalue >= self.config.p_value)
         if unseen:
             self.stop_reason = f"forget set looks unseen (KS p {test.pvalue:.3g} >= {self.config.p_value})"
         return unseen
 
-    def finish(self, epochs: float) -> None:
+    def finish(self, epochs: float, model: Any = None) -> None:
         cap = f"epoch cap ({self.config.epochs:g})"
+        if self.stop_reason is None and self.best is not None and model is not None:
+            import torch
+
+            best_epoch, best_p, weights = self.best
+            with torch.no_grad():
+                for name, param in model.named_parameters():
+                    if name in weights:
+                        param.copy_(weights[name].to(param.device))
+            cap += f"; restored the weights of epoch {best_epoch} (KS p {best_p:.3g}, the best check)"
+            self.info["restored_epoch"] = best_epoch
+        self.best = None
         self.info.update({"epochs": round(float(epochs), 2), "stop_reason": self.stop_reason or cap,
                           "cap_hit": self.stop_reason is None, "check_seconds": round(self.seconds, 2),
                           "checks": self.checks})
