@@ -301,7 +301,9 @@ def unlearn(model: str | os.PathLike, forget: str | os.PathLike | Sequence[dict]
     tokenizer = load_tokenizer(model, trust_remote_code=rec.model.trust_remote_code)
     set_template(tokenizer, rec.model.template)
     _check_unlearning_inputs(model, tokenizer, forget_records, retain_records, rec, log, holdout=holdout_records)
-    if log and holdout_records and not _build_axes(rec)[2].reads_holdout:
+    from obliviate.schedules import SCHEDULES
+
+    if log and holdout_records and not SCHEDULES.get(rec.schedule["name"]).reads_holdout:
         log(f"note: schedule {rec.schedule['name']!r} does not read holdout records; they are ignored "
             "(schedule until_unseen does)")
     loaded = load_model(model, dtype=rec.model.dtype, trust_remote_code=rec.model.trust_remote_code)

@@ -75,25 +75,34 @@ def encode_pairs(tokenizer: Any, pairs: Sequence[tuple[str, str]], *, max_length
             for (q, a), s, g in zip(pairs, shots, given)]
 
 
+def _logits_by_length(model: Any, encoded: Sequence[dict[str, list[int]]], pad_id: int, batch_size: int,
+                      desc: str = "scoring", show_progress: bool = False):
+    """Yield ``(indices, batch, logits)`` over the encoded pairs in length-sorted batches, the model
+    in eval mode meanwhile (restored after): the one forward loop every scorer here shares."""
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))
+    was_training = model.training
+    model.eval()
+    device = _device(model)
+    try:
+        for start in progress(range(0, len(order), batch_size), desc=desc, disable=not show_progress):
+            idx = order[start:start + batch_size]
+            batch = {k: v.to(device) for k, v in pad_batch([encoded[i] for i in idx], pad_id).items()}
+            yield idx, batch, model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    finally:
+        model.train(was_training)
+
+
 @torch.no_grad()
 def answer_nlls(model: Any, encoded: Sequence[dict[str, list[int]]], pad_id: int, *,
                 batch_size: int = 64) -> list[float]:
     """Mean answer-token NLL of each encoded pair (NaN where no answer token is scored): only the
     forward passes, for callers that score the same pairs repeatedly (a schedule's checks)."""
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))
     out = [float("nan")] * len(encoded)
-    was_training = model.training
-    model.eval()
-    device = _device(model)
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        batch = {k: v.to(device) for k, v in pad_batch([encoded[i] for i in idx], pad_id).items()}
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    for idx, batch, logits in _logits_by_length(model, encoded, pad_id, batch_size):
         sums, counts = sequence_nll(logits, batch["labels"])
         for row, i in enumerate(idx):
             if counts[row]:
                 out[i] = float(sums[row]) / int(counts[row])
-    model.train(was_training)
     return out
 
 
@@ -107,16 +116,9 @@ def score_pairs(model: Any, tokenizer: Any, pairs: Sequence[tuple[str, str]], *,
     Per pair, ``shots`` are worked examples before the question and ``given`` the number of the
     answer's first tokens placed in the prompt (only the rest is scored)."""
     encoded = encode_pairs(tokenizer, pairs, max_length=max_length, shots=shots, given=given)
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))
     results: list[PairScore | None] = [None] * len(encoded)
-    was_training = model.training
-    model.eval()
-    device = _device(model)
-    for start in progress(range(0, len(order), batch_size), desc=desc, disable=not show_progress):
-        idx = order[start:start + batch_size]
-        batch = pad_batch([encoded[i] for i in idx], tokenizer.pad_token_id)
-        batch = {k: v.to(device) for k, v in batch.items()}
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    for idx, batch, logits in _logits_by_length(model, encoded, tokenizer.pad_token_id, batch_size, desc,
+                                                show_progress):
         sums, counts = sequence_nll(logits, batch["labels"])
         correct, mask = token_correct(logits, batch["labels"])
         stats = token_logprob_stats(logits, batch["labels"]) if token_stats else None
@@ -127,7 +129,6 @@ def score_pairs(model: Any, tokenizer: Any, pairs: Sequence[tuple[str, str]], *,
                 results[i].token_logps = stats[0][row][m].tolist()
                 results[i].token_mu = stats[1][row][m].tolist()
                 results[i].token_sigma = stats[2][row][m].tolist()
-    model.train(was_training)
     return results  # type: ignore[return-value]
 
 

@@ -2,10 +2,10 @@
 treats like never-trained **holdout** records, up to an epoch cap.
 
 How long to unlearn is the value that decides forget quality, and the right length differs between
-forget sets of the same kind (on the embedded benchmark the best fixed epoch count of one recipe
-moved from ~20 to ~45 between benchmark instances). TOFU's forget quality compares the unlearned
-model's forget truth ratios with those of a retain model, which a user honouring a deletion
-request does not have. Records of the same kind that the model was never trained on are the
+forget sets of the same kind, and between training seeds (the default recipe stopped after 16 to
+24 epochs over three training seeds of one embedded instance; bench/stop_trace.py traces it).
+TOFU's forget quality compares the unlearned model's forget truth ratios with those of a retain
+model, which a user honouring a deletion request does not have. Records of the same kind that the model was never trained on are the
 stand-in: a retain model treats the forget set as unseen data, so an unlearned model whose forget
 truth ratios cannot be told from its own truth ratios on unseen holdout records is where forget
 quality peaks. After every ``check_every`` epochs this schedule computes
@@ -100,14 +100,11 @@ class RecordScorer:
         from obliviate.evaluate.scoring import answer_nlls
 
         nlls = answer_nlls(model, self.encoded, self.pad_id, batch_size=batch_size)
-        values = []
-        for start, end in self.slots:
-            row = nlls[start:end]
-            if any(math.isnan(x) for x in row):
-                continue
-            values.append(float(metrics.truth_ratio([row[0]], [row[1:]])[0]) if self.statistic == "truth_ratio"
-                          else row[0])
-        return values
+        rows = [nlls[start:end] for start, end in self.slots]
+        rows = [row for row in rows if not any(math.isnan(x) for x in row)]
+        if self.statistic == "nll" or not rows:
+            return [row[0] for row in rows]
+        return metrics.truth_ratio([row[0] for row in rows], [row[1:] for row in rows]).tolist()
 
 
 class _UnseenCallback(TrainerCallback):
@@ -155,8 +152,6 @@ class UntilUnseenSchedule(EpochsSchedule):
         self.context = context
         self.scorers = [RecordScorer(context.tokenizer, records, self.config.statistic, max_length=context.max_length)
                         for records in (context.forget, context.holdout)]
-        self.checks, self.stop_reason, self.seconds = [], None, 0.0
-        self.best: tuple[int, float, dict[str, Any]] | None = None
         self.info = {"statistic": self.config.statistic, "p_value": self.config.p_value,
                      "n_holdout": len(context.holdout)}
 
