@@ -6,9 +6,10 @@ forget sets of the same kind, and between training seeds (the default recipe sto
 24 epochs over three training seeds of one embedded instance; bench/stop_trace.py traces it).
 TOFU's forget quality compares the unlearned model's forget truth ratios with those of a retain
 model, which a user honouring a deletion request does not have. Records of the same kind that
-the model was never trained on are the stand-in: a retain model treats the forget set as unseen data, so an unlearned model whose forget
-truth ratios cannot be told from its own truth ratios on unseen holdout records is where forget
-quality peaks. After every ``check_every`` epochs this schedule computes
+the model was never trained on are the stand-in: a retain model treats the forget set as unseen
+data, so an unlearned model whose forget truth ratios cannot be told from its own truth ratios on
+unseen holdout records is where forget quality peaks. After every ``check_every`` epochs this
+schedule computes
 
     p = KS two-sample p-value(statistic on forget records, statistic on holdout records)
 
