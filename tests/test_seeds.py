@@ -155,26 +155,43 @@ def test_seeded_run_reproduces_stored_figures(seeded_run):
     generations, one flipped token changes an item) within 0.1, and forget quality within two
     decades (|log10 ratio| <= 2). That still fails when unlearning or evaluation change in kind.
 
-    After a deliberate change of the figures, rewrite the file with
-    ``OBLIVIATE_UPDATE_FIGURES=1 pytest tests/test_seeds.py`` and review the diff.
+    The file keeps one entry per machine that wrote it (Intel Xeon and AMD EPYC so far: their
+    greedy generations differ by up to 0.3 ROUGE-L at this size). On a machine it holds, figures
+    must match exactly as above; on any other, within the loose tolerances of at least one entry.
+
+    After a deliberate change of the figures, rewrite this machine's entry with
+    ``OBLIVIATE_UPDATE_FIGURES=1 pytest tests/test_seeds.py`` and review the diff (then rewrite the
+    other machines' entries on them, or drop them).
     """
     got = _figures(seeded_run)
-    if os.environ.get("OBLIVIATE_UPDATE_FIGURES"):
-        FIGURES.parent.mkdir(exist_ok=True)
-        FIGURES.write_text(json.dumps(got, indent=1) + "\n")
-        pytest.skip(f"wrote {FIGURES}")
     stored = json.loads(FIGURES.read_text())
-    same = got["environment"] == stored["environment"]
-    failures = []
-    for name, expected in stored["metrics"].items():
-        for key, want in expected.items():
-            have = got["metrics"][name][key]
-            if key == "forget_quality":
-                ok = (math.isclose(have, want, rel_tol=1e-6) if same else
-                      abs(math.log10(max(have, 1e-300)) - math.log10(max(want, 1e-300))) <= 2)
-            else:
-                ok = abs(have - want) <= (1e-6 if same else 0.1 if key.endswith("ROUGE") else 0.05)
-            if not ok:
-                failures.append(f"{name} {key}: {have:.6g}, stored {want:.6g}")
-    where = "this machine's" if same else f"another machine's ({stored['environment']})"
+    if os.environ.get("OBLIVIATE_UPDATE_FIGURES"):
+        others = [m for m in stored["machines"] if m["environment"] != got["environment"]]
+        FIGURES.parent.mkdir(exist_ok=True)
+        FIGURES.write_text(json.dumps({"what": got["what"], "machines": [*others, {
+            "environment": got["environment"], "metrics": got["metrics"]}]}, indent=1) + "\n")
+        pytest.skip(f"wrote this machine's figures into {FIGURES}")
+
+    def differences(entry: dict, same: bool) -> list[str]:
+        failures = []
+        for name, expected in entry["metrics"].items():
+            for key, want in expected.items():
+                have = got["metrics"][name][key]
+                if key == "forget_quality":
+                    ok = (math.isclose(have, want, rel_tol=1e-6) if same else
+                          abs(math.log10(max(have, 1e-300)) - math.log10(max(want, 1e-300))) <= 2)
+                else:
+                    ok = abs(have - want) <= (1e-6 if same else 0.1 if key.endswith("ROUGE") else 0.05)
+                if not ok:
+                    failures.append(f"{name} {key}: {have:.6g}, stored {want:.6g}")
+        return failures
+
+    this_machine = [m for m in stored["machines"] if m["environment"] == got["environment"]]
+    if this_machine:
+        failures = differences(this_machine[0], same=True)
+        where = "this machine's"
+    else:
+        tries = [(m["environment"], differences(m, same=False)) for m in stored["machines"]]
+        failures = [] if any(not f for _, f in tries) else tries[0][1]
+        where = f"every stored machine's (first: {tries[0][0]})"
     assert not failures, f"figures differ from {where} stored ones:\n" + "\n".join(failures)

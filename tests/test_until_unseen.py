@@ -160,3 +160,71 @@ def test_restore_best_goes_back_to_the_best_check_when_the_cap_ends_training(mon
     assert torch.equal(model.weight, torch.full((2, 2), 2.0))  # epoch 2 had the best p (0.6)
     assert schedule.info["restored_epoch"] == 2 and schedule.info["cap_hit"] is True
     assert "restored the weights of epoch 2" in schedule.info["stop_reason"]
+
+
+def test_below_holdout_matches_ranks_to_holdout_quantiles():
+    # holdout [0.2, 0.4, 0.6, 0.8]; three forget values, so the k-th smallest is held against the
+    # (k + 0.5)/3 quantile (numpy's linear rule): 1/6 -> 0.3, 1/2 -> 0.5, 5/6 -> 0.7
+    holdout = [0.2, 0.4, 0.6, 0.8]
+    assert unseen.below_holdout([0.9, 0.35, 0.1], holdout) == [1, 2]   # 0.1 < 0.3, 0.35 < 0.5, 0.9 >= 0.7
+    assert unseen.below_holdout([0.1, 0.5, 0.3], holdout) == [0, 1, 2]
+    assert unseen.below_holdout([0.31, 0.55, 0.75], holdout) == []     # every value past its level
+
+
+def test_per_record_trains_the_records_below_the_holdout_and_stops_when_none_is_left(monkeypatch):
+    # levels for 3 forget values against holdout [1, 2, 3]: 1.333, 2, 2.667 (by rank)
+    holdout = [1.0, 2.0, 3.0]
+    script = iter([[0.1, 0.2, 0.3], [3.5, 0.5, 0.7], [5.0, 6.0, 7.0]])
+
+    class Scripted:
+        kept = [0, 1, 2]
+
+        def __init__(self, tokenizer, records, statistic, *, max_length):
+            self.is_holdout = records[0]["question"] == "h?"
+
+        def __call__(self, model, batch_size=64):
+            return holdout if self.is_holdout else next(script)
+
+    monkeypatch.setattr(unseen, "RecordScorer", Scripted)
+    schedule = _schedule(p_value=0.5, per_record=True)
+    schedule.prepare(ScheduleContext(None, [], forget=[QA] * 3, holdout=[{**QA, "question": "h?"}] * 3))
+    with pytest.raises(ConfigError, match="one training item per forget record"):
+        schedule.train_sampler(6, seed=0)
+    sampler = schedule.train_sampler(3, seed=0)
+    assert schedule.supports_checkpoints is False and _schedule().supports_checkpoints is True
+
+    def drawn(epoch):
+        sampler.set_epoch(epoch)
+        return sorted(key.index for key in sampler)
+
+    assert schedule.check(None, 0) is False and drawn(0) == [0, 1, 2]
+    # 3.5 is past its level; p 0.6 reaches 0.5, but two of three records are still below: go on
+    assert schedule.check(None, 1) is False and drawn(1) == [1, 2]
+    assert schedule.check(None, 2) is True and drawn(2) == []          # all past: stop, although p is 0.1
+    assert [c["n_training"] for c in schedule.checks] == [3, 2, 0]
+    assert round(schedule.checks[-1]["p"], 6) == 0.1
+    assert schedule.stop_reason.startswith("every forget record is at or above the holdout's value")
+
+
+def test_a_per_record_run_trains_fewer_records_as_they_pass_the_holdout(tmp_path):
+    from obliviate.api import run
+
+    overrides = [o for o in TEST_OVERRIDES if not o.startswith(("schedule.", "training.learning_rate"))]
+    result = run(overrides=[*overrides, "schedule=until_unseen", "schedule.epochs=40", "schedule.per_record=true",
+                            "objective.beta=0.1", "training.learning_rate=1e-3", "eval.mia=false",
+                            "eval.passages=false"],
+                 out=tmp_path / "run", show_progress=False, log=lambda *_: None)
+    info = result.summary["unlearning"]["schedule"]
+    checks = info["checks"]
+    n_forget = result.summary["n_forget"]
+    assert checks[0]["n_training"] == n_forget and min(c["n_training"] for c in checks) < n_forget
+    assert info["cap_hit"] is False and info["epochs"] == checks[-1]["epoch"] == len(checks) - 1
+    # Trainer ran exactly the batches of the records each check left: ceil(n / batch) per epoch
+    batch = result.summary["recipe"]["training"]["batch_size"]
+    steps = sum(-(-c["n_training"] // batch) for c in checks[:-1])
+    log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == steps
+    assert info["per_record"] is True
+    assert f"{checks[1]['n_training']} records to train" in (tmp_path / "run" / "report.md").read_text()
+    assert result.rows["unlearned"]["forget_quality"] > 100 * result.rows["target"]["forget_quality"]
+    assert result.rows["unlearned"]["model_utility"] > 0.9 * result.rows["target"]["model_utility"]

@@ -129,8 +129,9 @@ def _unlearning_section(info: Mapping[str, Any]) -> list[str]:
                 lines.append(f"  - epoch {check['epoch']}: MA {check['ma']:.3f}, EL {el}, "
                              f"{check['active']} targets left, {check['re_entered']} re-entered")
             else:  # until_unseen: forget vs holdout
+                training = f"; {check['n_training']} records to train" if "n_training" in check else ""
                 lines.append(f"  - epoch {check['epoch']}: KS p {check['p']:.3g} (median forget "
-                             f"{check['forget_median']:.3g}, holdout {check['holdout_median']:.3g})")
+                             f"{check['forget_median']:.3g}, holdout {check['holdout_median']:.3g}{training})")
     if info.get("neighbours"):
         lines.append(f"- neighbours paired by {info['neighbours'].get('embedder')}")
     return ["", "## Unlearning", "", *lines] if lines else []

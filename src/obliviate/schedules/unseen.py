@@ -18,6 +18,12 @@ under the current model and stops at the first check with ``p >= p_value`` (or a
 answer is ``paraphrased_answer`` where a record has one, as in forget quality) or ``nll`` (average
 answer NLL, any QA records: a loss-based membership test).
 
+With ``per_record`` each epoch trains only the forget records whose statistic is still below the
+holdout's at the same rank (:func:`below_holdout`): the forget distribution is raised onto the
+holdout's quantile by quantile, and records already past their level are left alone instead of
+being pushed on with the rest (on the embedded benchmark the tail of the forget distribution
+otherwise overshoots while its head still lags). Training also stops once no record is left.
+
 The holdout is only read, never trained on. On the embedded benchmark it is the same holdout the
 membership-inference metrics (privleak) use, so those metrics see a stop that looked at it;
 forget quality (against the retain model) does not. The threshold 0.5 (the forget set must look
@@ -38,7 +44,7 @@ import numpy as np
 from transformers import TrainerCallback
 
 from obliviate.errors import ConfigError
-from obliviate.schedules.base import SCHEDULES, EpochsConfig, EpochsSchedule, ScheduleContext
+from obliviate.schedules.base import SCHEDULES, EpochsConfig, EpochsSchedule, ForgetSampler, ScheduleContext
 from obliviate.validation import option
 
 STATISTICS = ("truth_ratio", "nll")
@@ -57,6 +63,10 @@ class UntilUnseenConfig(EpochsConfig):
     #: when the cap ends training, go back to the weights of the check with the highest p (kept in
     #: CPU memory: one copy of the trainable weights; lost if the run is resumed from a checkpoint)
     restore_best: bool = False
+    #: train, each epoch, only the forget records still below the holdout's value at their rank
+    #: (quantile matching); the p rule then also needs at most half of them left below, and
+    #: training stops once none is left
+    per_record: bool = False
 
 
 def _correct(record: dict) -> str:
@@ -102,27 +112,58 @@ class RecordScorer:
 
         nlls = answer_nlls(model, self.encoded, self.pad_id, batch_size=batch_size)
         rows = [nlls[start:end] for start, end in self.slots]
-        rows = [row for row in rows if not any(math.isnan(x) for x in row)]
+        #: which records the returned values belong to
+        self.kept = [n for n, row in enumerate(rows) if not any(math.isnan(x) for x in row)]
+        rows = [rows[n] for n in self.kept]
         if self.statistic == "nll" or not rows:
             return [row[0] for row in rows]
         return metrics.truth_ratio([row[0] for row in rows], [row[1:] for row in rows]).tolist()
 
 
-class _UnseenCallback(TrainerCallback):
-    def __init__(self, schedule: UntilUnseenSchedule):
+def below_holdout(forget: Sequence[float], holdout: Sequence[float]) -> list[int]:
+    """Positions in ``forget`` whose value is below the holdout's at the same rank: the k-th
+    smallest forget value against the (k + 0.5)/n quantile of the holdout values. Raising exactly
+    these moves the forget distribution onto the holdout's from below, quantile by quantile."""
+    values = np.asarray(forget, dtype=float)
+    order = np.argsort(values, kind="stable")
+    levels = np.quantile(np.asarray(holdout, dtype=float), (np.arange(len(values)) + 0.5) / len(values))
+    below = np.zeros(len(values), dtype=bool)
+    below[order] = values[order] < levels
+    return np.flatnonzero(below).tolist()
+
+
+class _ActiveRecordsSampler(ForgetSampler):
+    """Each epoch, a seeded shuffle of the forget records the last check left to train on."""
+
+    def __init__(self, schedule: UntilUnseenSchedule, n_items: int, seed: int):
+        super().__init__(n_items, seed)
         self.schedule = schedule
 
+    def active(self) -> list[int]:
+        return list(range(self.n_items)) if self.schedule.active is None else self.schedule.active
+
+
+class _UnseenCallback(TrainerCallback):
+    """Checks before training and after every ``check_every`` epochs. Counts epochs itself:
+    with ``per_record`` an epoch trains fewer items than Trainer planned for, so ``state.epoch``
+    (steps over planned steps per epoch) no longer counts them."""
+
+    def __init__(self, schedule: UntilUnseenSchedule):
+        self.schedule = schedule
+        self.epoch = 0
+
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        self.schedule.check(model, epoch=int(round(state.epoch or 0)))  # a resumed run starts past 0
+        self.epoch = math.floor((state.epoch or 0) + 1e-6)  # a resumed run starts past 0
+        self.schedule.check(model, epoch=self.epoch)
 
     def on_epoch_end(self, args, state, control, model=None, **kwargs):
-        epoch = int(round(state.epoch or 0))
-        if epoch % self.schedule.config.check_every == 0 and self.schedule.check(model, epoch):
+        self.epoch += 1
+        if self.epoch % self.schedule.config.check_every == 0 and self.schedule.check(model, self.epoch):
             control.should_training_stop = True
         return control
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
-        self.schedule.finish(state.epoch or 0, model)
+        self.schedule.finish(self.epoch if self.schedule.config.per_record else state.epoch or 0, model)
 
 
 @SCHEDULES.register("until_unseen")
@@ -140,6 +181,7 @@ class UntilUnseenSchedule(EpochsSchedule):
         self.stop_reason: str | None = None
         self.seconds = 0.0  # spent checking
         self.best: tuple[int, float, dict[str, Any]] | None = None  # (epoch, p, trainable weights)
+        self.active: list[int] | None = None  # per_record: the forget records the next epoch trains
 
     def check_inputs(self, forget: Sequence[dict], holdout: Sequence[dict]) -> None:
         if not holdout:
@@ -154,7 +196,20 @@ class UntilUnseenSchedule(EpochsSchedule):
         self.scorers = [RecordScorer(context.tokenizer, records, self.config.statistic, max_length=context.max_length)
                         for records in (context.forget, context.holdout)]
         self.info = {"statistic": self.config.statistic, "p_value": self.config.p_value,
-                     "n_holdout": len(context.holdout)}
+                     "n_holdout": len(context.holdout), "per_record": self.config.per_record}
+
+    @property
+    def supports_checkpoints(self) -> bool:  # type: ignore[override]
+        # per_record: the epochs shrink, which Trainer's resume arithmetic does not know
+        return not self.config.per_record
+
+    def train_sampler(self, n_items: int, seed: int) -> ForgetSampler:
+        if not self.config.per_record:
+            return super().train_sampler(n_items, seed)
+        if n_items != len(self.context.forget):
+            raise ConfigError(f"schedule.per_record needs one training item per forget record ({n_items} items for "
+                              f"{len(self.context.forget)} records: objective.augment adds items); turn one off")
+        return _ActiveRecordsSampler(self, n_items, seed)
 
     def callbacks(self) -> list[Any]:
         return [_UnseenCallback(self)]
@@ -165,20 +220,33 @@ class UntilUnseenSchedule(EpochsSchedule):
 
         started = time.perf_counter()
         forget, holdout = (scorer(model, self.config.batch_size) for scorer in self.scorers)
+        self.last_values = (forget, holdout)
         if not forget or not holdout:
             raise ConfigError("schedule until_unseen: no forget or holdout record fits training.max_length "
                               f"({self.context.max_length} tokens) with its answers")
         test = stats.ks_2samp(forget, holdout)
         self.checks.append({"epoch": epoch, "p": float(test.pvalue), "ks": float(test.statistic),
                             "forget_median": float(np.median(forget)), "holdout_median": float(np.median(holdout))})
+        unseen = bool(epoch > 0 and test.pvalue >= self.config.p_value)
+        if self.config.per_record:
+            kept = self.scorers[0].kept
+            unscored = sorted(set(range(len(self.context.forget))) - set(kept))  # trained while training runs
+            below = [kept[j] for j in below_holdout(forget, holdout)]
+            self.active = sorted(below + unscored)
+            self.checks[-1]["n_training"] = len(self.active)
+            if epoch > 0 and not below:
+                self.stop_reason = (f"every forget record is at or above the holdout's value at its rank "
+                                    f"(KS p {test.pvalue:.3g})")
+            unseen = unseen and len(below) <= len(forget) / 2  # and the median record has matched
         if self.config.restore_best and epoch > 0 and (self.best is None or test.pvalue > self.best[1]):
             self.best = (epoch, float(test.pvalue), {n: p.detach().to("cpu", copy=True)
                                                      for n, p in model.named_parameters() if p.requires_grad})
         self.seconds += time.perf_counter() - started
-        unseen = bool(epoch > 0 and test.pvalue >= self.config.p_value)
         if unseen:
             self.stop_reason = f"forget set looks unseen (KS p {test.pvalue:.3g} >= {self.config.p_value})"
-        return unseen
+            if self.config.per_record:
+                self.stop_reason += f"; {len(below)} of {len(forget)} records below the holdout at their rank"
+        return self.stop_reason is not None
 
     def finish(self, epochs: float, model: Any = None) -> None:
         cap = f"epoch cap ({self.config.epochs:g})"
