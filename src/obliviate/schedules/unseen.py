@@ -182,6 +182,7 @@ class UntilUnseenSchedule(EpochsSchedule):
         self.seconds = 0.0  # spent checking
         self.best: tuple[int, float, dict[str, Any]] | None = None  # (epoch, p, trainable weights)
         self.active: list[int] | None = None  # per_record: the forget records the next epoch trains
+        self.last_values: tuple[list[float], list[float]] = ([], [])  # the last check's forget, holdout values
 
     def check_inputs(self, forget: Sequence[dict], holdout: Sequence[dict]) -> None:
         if not holdout:
