@@ -69,8 +69,10 @@ def trace(seed: int, args) -> dict:
     rows = []
 
     class Traced(UntilUnseenSchedule):
+        first_stop: dict | None = None  # the row of the check at which the schedule itself stops
+
         def check(self, model, epoch):
-            super().check(model, epoch)
+            stops = super().check(model, epoch)
             forget, holdout = self.last_values
             fq = float(stats.ks_2samp(forget, retain_forget).pvalue)
             row = {"epoch": epoch, "holdout_p": self.checks[-1]["p"], "forget_quality": fq,
@@ -80,6 +82,8 @@ def trace(seed: int, args) -> dict:
             if args.dump:
                 row.update(forget_tr=forget, holdout_tr=holdout)
             rows.append(row)
+            if stops and self.first_stop is None:
+                self.first_stop = row
             print(f"  epoch {epoch:3d}: holdout p {row['holdout_p']:.3g}  forget quality {fq:.3g}  "
                   f"below the holdout {row['n_below_holdout']}", flush=True)
             self.stop_reason = None  # trace every epoch up to the cap ...
@@ -92,16 +96,7 @@ def trace(seed: int, args) -> dict:
                   holdout=data.holdout)
     best_fq = max(rows, key=lambda r: r["forget_quality"])
     best_p = max(rows, key=lambda r: r["holdout_p"])
-    # where the schedule itself would have stopped: the first check after epoch 0 with p >= p_value
-    n_forget = len(retain_forget)
-
-    def stops(r: dict) -> bool:  # the schedule's rule (per_record: p, and at most half left below; or none left)
-        if not args.per_record:
-            return r["holdout_p"] >= schedule.config.p_value
-        return r["n_below_holdout"] == 0 or (r["holdout_p"] >= schedule.config.p_value
-                                             and r["n_below_holdout"] <= n_forget / 2)
-
-    stop = next((r for r in rows if r["epoch"] > 0 and stops(r)), rows[-1])
+    stop = schedule.first_stop or rows[-1]  # where the schedule itself would have stopped (else: the cap)
     stop_target = next((r for r in rows if r["epoch"] > 0 and r["target_holdout_p"] >= schedule.config.p_value),
                        rows[-1])
     print(f"  the schedule stops at epoch {stop['epoch']} (forget quality {stop['forget_quality']:.3g}); "
@@ -131,18 +126,16 @@ def main() -> None:
                         "per epoch; retain and target model) to compare stopping statistics offline")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "stop_trace.json"))
     args = parser.parse_args()
-    import numpy as np
     import torch
 
-    from obliviate.report.figures import machine
+    from obliviate.report.figures import machine, spread
 
     torch.set_num_threads(1)
     result = {**machine(), "settings": {k: v for k, v in vars(args).items() if k != "out"},
               "seeds": [trace(seed, args) for seed in args.seeds]}
     if not args.retain_only and len(args.seeds) > 1:
         for key in ("stop_forget_quality", "stop_target_holdout_forget_quality", "best_forget_quality"):
-            values = [s[key] for s in result["seeds"]]
-            result[key] = {"median": float(np.median(values)), "min": min(values), "max": max(values)}
+            result[key] = spread([s[key] for s in result["seeds"]])
         print(f"forget quality where the schedule stops: median {result['stop_forget_quality']['median']:.3g} "
               f"[{result['stop_forget_quality']['min']:.2g}, {result['stop_forget_quality']['max']:.2g}]; "
               f"stopping against the target's holdout: {result['stop_target_holdout_forget_quality']['median']:.3g}; "
