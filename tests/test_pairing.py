@@ -69,3 +69,44 @@ def test_length_grouping_cuts_padding_and_keeps_every_item_once_per_epoch():
     again.group_by_length(size, lambda index, epoch: lengths[index])
     again.set_epoch(1)
     assert list(again) == list(grouped)  # deterministic: a resumed run repeats it
+
+
+def tofu_like(n, rng):
+    return [min(323, max(16, round(rng.lognormvariate(4.9, 0.3)))) for _ in range(n)]
+
+
+def test_length_matched_partners_keep_the_epochs_retain_items_and_cut_padding():
+    import random
+
+    rng = random.Random(1)
+    f_len, r_len = tofu_like(200, rng), tofu_like(900, rng)
+    forget = [{"forget": {"input_ids": [0] * n, "labels": [0] * n}} for n in f_len]
+    retain = [{"input_ids": [0] * n, "labels": [0] * n} for n in r_len]
+    plain = PairedDataset(forget, retain, seed=5)
+    matched, again = PairedDataset(forget, retain, seed=5, match_lengths=True), \
+        PairedDataset(forget, retain, seed=5, match_lengths=True)
+    size = 8
+
+    def padding(dataset, epoch):
+        sampler = ForgetSampler(len(forget), seed=2)
+        sampler.group_by_length(size, dataset.padded_length)
+        sampler.set_epoch(epoch)
+        order = list(sampler)
+        real = padded = 0
+        for start in range(0, len(order), size):
+            batch = order[start:start + size]
+            length = max(dataset.padded_length(k.index, k.epoch) for k in batch)
+            real += sum(f_len[k.index] + r_len[dataset.retain_index(k.index, k.epoch)] for k in batch)
+            padded += 2 * length * len(batch)
+        return 1 - real / padded
+
+    for epoch in range(3):
+        # the same retain items as unmatched pairing, each once, only given to other forget items
+        partners = [matched.retain_index(i, epoch) for i in range(200)]
+        assert sorted(partners) == sorted(plain.retain_index(i, epoch) for i in range(200))
+        # by rank: a longer forget item never gets a shorter partner than a shorter forget item
+        ranked = sorted(range(200), key=lambda i: (f_len[i], i))
+        assert all(r_len[partners[a]] <= r_len[partners[b]] for a, b in zip(ranked, ranked[1:]))
+        # pure: another process, or a resumed run asking in another order, gets the same partners
+        assert [again.retain_index(i, epoch) for i in reversed(range(200))][::-1] == partners
+        assert padding(matched, epoch) < 0.10 < padding(plain, epoch)

@@ -43,6 +43,38 @@ def test_uld_objective_descends_forget_and_pushes_retain_towards_uniform():
     assert float(loss.detach()) == pytest.approx(-math.log(0.75) + 2.0 * kl)
 
 
+@pytest.mark.parametrize("positions, norm", [("attended", "attended_norm"), ("all", "positions_norm"),
+                                             ("answer", "token_norm")])
+def test_uniform_term_of_two_shards_averages_to_the_whole_batchs(positions, norm):
+    """What two processes compute from the global counts the trainer hands them (their mean, as
+    DDP averages gradients) equals one process's term over the whole batch, though the two
+    shards hold different numbers of answer tokens and attended positions."""
+    from obliviate.objectives import OBJECTIVES
+    from obliviate.objectives.base import GroupStats
+    from obliviate.logprobs import token_nll
+
+    torch.manual_seed(0)
+    logits = torch.randn(4, 5, 7)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]])
+    labels = torch.tensor([[-100, 1, 2, 3, 4], [-100, 5, -100, -100, -100], [-100, -100, 6, -100, -100],
+                           [-100, -100, -100, -100, -100]])
+    uld = OBJECTIVES.build({"name": "uld", "retain_weight": 1.0, "uniform_positions": positions})
+
+    def term(rows, counts=None):
+        group = {"attention_mask": mask[rows], "labels": labels[rows], **(counts or {})}
+        nll, answer = token_nll(logits[rows], labels[rows])
+        stats = GroupStats(logits[rows], labels[rows], nll, answer, (counts or {}).get("token_norm"))
+        return float(uld.extra_terms({"retain": stats}, {"retain": group}, None)[0])
+
+    whole = term([0, 1, 2, 3])
+    per_process = {"attended_norm": mask.sum() / 2, "positions_norm": torch.tensor(mask.numel() / 2),
+                   "token_norm": (labels[:, 1:] != -100).sum() / 2}
+    shards = [term(rows, {norm: per_process[norm]}) for rows in ([0, 1], [2, 3])]
+    assert sum(shards) / 2 == pytest.approx(whole, rel=1e-6)
+    if positions != "all":  # (both shards here hold 10 positions, padding included)
+        assert sum(term(rows) for rows in ([0, 1], [2, 3])) / 2 != pytest.approx(whole, rel=1e-3)  # local counts
+
+
 def test_augmentation_adds_paraphrases_to_forget_and_wrong_answers_to_retain():
     from obliviate.data.augment import augment_forget, augment_retain
 

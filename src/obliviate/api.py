@@ -482,7 +482,9 @@ def evaluate(model: str | os.PathLike | Any, *, benchmark: str = "authors", forg
         result.summary["retain_results"] = retain_info
     elif retain_model:
         result.summary["retain_model"] = str(retain_model)
-    if out:
+    from obliviate.distributed import is_main_process
+
+    if out and is_main_process():  # under accelerate launch every process evaluated a share; one writes
         from obliviate.io import atomic_directory
 
         with atomic_directory(Path(out)) as tmp:

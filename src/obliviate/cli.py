@@ -364,8 +364,11 @@ def _dispatch(args: argparse.Namespace) -> int:
                               seed=args.seed, source=args.source, retain_model=args.retain_model,
                               retain_results=args.retain_results, out=args.out, batch_size=args.batch_size,
                               max_new_tokens=args.max_new_tokens, template=args.template, show_progress=not quiet)
+        from obliviate.distributed import is_main_process
         from obliviate.report.tables import privacy_table
 
+        if not is_main_process():  # the processes shared the evaluation; one reports it
+            return 0
         print(comparison_table({"model": result.summary["metrics"]}))
         used = result.summary.get("retain_results")
         if used:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Sequence, TypeVar
 
+S = TypeVar("S")
 T = TypeVar("T")
 
 
@@ -62,6 +63,15 @@ def sharded_map(fn: Callable[[Sequence[int]], list[T]], n: int) -> list[T]:
     for index, value in pairs:
         out[index] = value
     return out
+
+
+def sharded_list(fn: Callable[[list[S]], list[T]], items: Sequence[S]) -> list[T]:
+    """``fn`` over ``items`` (one result per item, in order), split across the processes of a run:
+    each scores or generates for every ``world``-th item and all get every result. Every process
+    must call it at the same point (evaluation runs on all of them); one process calls ``fn`` once
+    on all items."""
+    items = list(items)
+    return sharded_map(lambda indices: fn([items[i] for i in indices]), len(items))
 
 
 def training_device() -> Any:

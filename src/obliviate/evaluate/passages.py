@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from obliviate.data.encoding import pad_batch
+from obliviate.distributed import sharded_list
 from obliviate.logprobs import IGNORE_INDEX, sequence_nll, token_correct
 from obliviate.memorisation import Target, extraction_likelihoods, text_target
 
@@ -62,14 +63,17 @@ def evaluate_passages(model: Any, tokenizer: Any, passages: Mapping[str, Sequenc
             target, ids, _ = text_target(tokenizer, r, max_length=max_length)
             targets.append(target)
             full.append(ids)
-        forced = _teacher_forced(model, full, eos, pad, batch_size)
+        # in a multi-process run each process scores a share of the passages
+        forced = sharded_list(lambda part: _teacher_forced(model, part, eos, pad, batch_size), full)
         ma = [m for m, _, _ in forced]
-        el = (extraction_likelihoods(model, targets, n=el_n, pad_id=pad, eos_id=eos, batch_size=batch_size)
-              if role in EL_ROLES else [math.nan] * len(targets))
+
+        def likelihoods(part: list[Target]) -> list[float]:
+            return extraction_likelihoods(model, part, n=el_n, pad_id=pad, eos_id=eos, batch_size=batch_size)
+
+        el = sharded_list(likelihoods, targets) if role in EL_ROLES else [math.nan] * len(targets)
         el_all = None
         if role == "forget":
-            el_all = extraction_likelihoods(model, [Target(t.input_ids, t.labels, 1) for t in targets], n=el_n,
-                                            pad_id=pad, eos_id=eos, batch_size=batch_size)
+            el_all = sharded_list(likelihoods, [Target(t.input_ids, t.labels, 1) for t in targets])
         nll = [(total, count) for _, total, count in forced]
         rows = []
         for i, r in enumerate(records):

@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from obliviate import metrics
+from obliviate.distributed import is_main_process, sharded_list
 from obliviate.evaluate.scoring import generate_answers, score_pairs
 from obliviate.validation import option
 
@@ -107,15 +108,18 @@ def evaluate_split(model: Any, tokenizer: Any, split: str, records: Sequence[Map
         pairs.extend((q, p) for p in perturbed)
         slots.append((base, base + 1, list(range(base + 2, base + 2 + len(perturbed)))))
     with_mia = config.mia and split in MIA_SPLITS
+    show_progress = show_progress and is_main_process()
     clock = time.perf_counter()
-    scores = score_pairs(model, tokenizer, pairs, batch_size=config.batch_size, max_length=config.max_length,
-                         desc=f"scoring {split}", show_progress=show_progress, token_stats=with_mia)
+    # in a multi-process run each process scores and generates a share of the split
+    scores = sharded_list(lambda part: score_pairs(
+        model, tokenizer, part, batch_size=config.batch_size, max_length=config.max_length, desc=f"scoring {split}",
+        show_progress=show_progress, token_stats=with_mia), pairs)
     timings = {"scoring_s": time.perf_counter() - clock}
     clock = time.perf_counter()
-    generations = generate_answers(model, tokenizer, [r["question"] for r in records],
-                                   answers=[r["answer"] for r in records], max_new_tokens=_max_new_tokens(config),
-                                   batch_size=config.batch_size, max_length=config.max_length,
-                                   desc=f"generating {split}", show_progress=show_progress)
+    generations = sharded_list(lambda part: generate_answers(
+        model, tokenizer, [r["question"] for r in part], answers=[r["answer"] for r in part],
+        max_new_tokens=_max_new_tokens(config), batch_size=config.batch_size, max_length=config.max_length,
+        desc=f"generating {split}", show_progress=show_progress), records)
     timings["generation_s"] = time.perf_counter() - clock
     rouge = metrics.rouge_l_recall(generations, [r["answer"] for r in records])
 
@@ -157,8 +161,8 @@ def _add_mia(model: Any, tokenizer: Any, items: list[dict], answer_scores: Seque
              reference_items: Sequence[Mapping] | None) -> None:
     from obliviate.evaluate.mia import add_reference_scores, gradient_norms, item_scores
 
-    norms = (gradient_norms(model, tokenizer, [(i["question"], i["answer"]) for i in items],
-                            max_length=config.max_length) if config.gradnorm else None)
+    norms = (sharded_list(lambda part: gradient_norms(model, tokenizer, part, max_length=config.max_length),
+                          [(i["question"], i["answer"]) for i in items]) if config.gradnorm else None)
     rows = item_scores([s.avg_nll for s in answer_scores], [i["answer"] for i in items],
                        [s.token_logps for s in answer_scores], [s.token_mu for s in answer_scores],
                        [s.token_sigma for s in answer_scores], k=config.mia_k, gradnorms=norms)

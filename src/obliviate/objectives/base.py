@@ -53,6 +53,10 @@ class Reference:
 #: key of a group's batch entry holding its answer-token count per process over the whole global
 #: batch (set by the trainer in multi-process runs; see :meth:`GroupStats.token_mean`)
 TOKEN_NORM = "token_norm"
+#: the same for the group's attended (non-pad) positions and for all its positions, padding included
+#: (ULD's uniform term averages over those)
+ATTENDED_NORM = "attended_norm"
+POSITIONS_NORM = "positions_norm"
 
 
 @dataclass

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from obliviate.objectives.base import OBJECTIVES, GroupStats, Objective, ObjectiveConfig
+from obliviate.objectives.base import ATTENDED_NORM, OBJECTIVES, POSITIONS_NORM, GroupStats, Objective, ObjectiveConfig
 from obliviate.validation import option
 
 POSITIONS = ("attended", "answer", "all")
@@ -39,12 +39,13 @@ class ULDConfig(ObjectiveConfig):
     augment: bool = True
 
 
-def uniform_kl(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean over masked positions of KL(U ‖ softmax(logits)) = −log V − mean_v log p_v."""
+def uniform_kl(logits: torch.Tensor, mask: torch.Tensor, count: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over masked positions of KL(U ‖ softmax(logits)) = −log V − mean_v log p_v; ``count``
+    replaces the number of masked positions (a multi-process run's count over the global batch)."""
     logp = F.log_softmax(logits.float(), dim=-1)
     per_position = -math.log(logits.shape[-1]) - logp.mean(-1)
     mask = mask.to(per_position.dtype)
-    return (per_position * mask).sum() / mask.sum().clamp_min(1)
+    return (per_position * mask).sum() / (mask.sum() if count is None else count).clamp_min(1)
 
 
 @OBJECTIVES.register("uld")
@@ -62,12 +63,13 @@ class ULDObjective(Objective):
     def extra_terms(self, stats: dict[str, GroupStats], batch, reference):
         if "retain" not in stats:
             return 0.0, {}
-        retain = stats["retain"]
+        retain, group = stats["retain"], batch["retain"]
+        # in a multi-process run the trainer gives each group its global counts (objectives.base)
         if self.config.uniform_positions == "answer":
-            logits, mask = retain.logits[:, :-1], retain.mask
+            logits, mask, count = retain.logits[:, :-1], retain.mask, retain.token_norm
+        elif self.config.uniform_positions == "all":
+            logits, mask, count = retain.logits, torch.ones_like(group["attention_mask"]), group.get(POSITIONS_NORM)
         else:
-            logits = retain.logits
-            mask = (torch.ones_like(batch["retain"]["attention_mask"]) if self.config.uniform_positions == "all"
-                    else batch["retain"]["attention_mask"])
-        kl = uniform_kl(logits, mask)
+            logits, mask, count = retain.logits, group["attention_mask"], group.get(ATTENDED_NORM)
+        kl = uniform_kl(logits, mask, count)
         return self.config.retain_weight * kl, {"uniform_kl": float(kl.detach())}

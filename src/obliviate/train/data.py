@@ -117,26 +117,46 @@ def forget_targets(tokenizer: Any, records: Sequence[dict], items: Sequence[dict
 
 class PairedDataset(torch.utils.data.Dataset):
     """Forget items, each served with a retain partner that is a pure function of (forget index,
-    epoch, seed): epoch ``e`` pairs item ``i`` with entry ``i + e·F`` (mod R) of a seeded retain
+    epoch, seed): epoch ``e`` uses entries ``e·F … e·F + F − 1`` (mod R) of a seeded retain
     permutation, so one epoch pairs distinct retain items and successive epochs walk through the
-    whole retain set. Indexed by :class:`~obliviate.schedules.base.ItemKey`."""
+    whole retain set. Item ``i`` gets entry ``i + e·F``; with ``match_lengths`` the epoch's retain
+    items go instead to the forget items by length rank (the shortest to the shortest), so that a
+    batch of similar-length forget items (``training.group_by_length``) also has similar-length
+    retain partners and little padding. Which retain items an epoch uses stays the same. Indexed by
+    :class:`~obliviate.schedules.base.ItemKey`."""
 
-    def __init__(self, forget_items: list[dict], retain_items: list[dict], seed: int = 0):
+    def __init__(self, forget_items: list[dict], retain_items: list[dict], seed: int = 0,
+                 match_lengths: bool = False):
         self.forget_items = forget_items
         self.retain_items = retain_items
+        self.match_lengths = match_lengths
         self._order = list(range(len(retain_items)))
         random.Random(seed).shuffle(self._order)
+        self._partners: dict[int, list[int]] = {}  # epoch -> retain index per forget item (match_lengths)
 
     def __len__(self) -> int:
         return len(self.forget_items)
 
+    def _own_length(self, index: int) -> int:
+        """The longest of the forget item's own groups (forget, IDK answer, neighbour)."""
+        return max(len(group["input_ids"]) for key, group in self.forget_items[index].items() if key != "ref_logps")
+
     def retain_index(self, index: int, epoch: int) -> int:
-        return self._order[(index + epoch * len(self.forget_items)) % len(self._order)]
+        if not self.match_lengths:
+            return self._order[(index + epoch * len(self.forget_items)) % len(self._order)]
+        if epoch not in self._partners:
+            n = len(self.forget_items)
+            window = [self._order[(i + epoch * n) % len(self._order)] for i in range(n)]
+            window.sort(key=lambda r: (len(self.retain_items[r]["input_ids"]), r))
+            partners = [0] * n
+            for rank, i in enumerate(sorted(range(n), key=lambda i: (self._own_length(i), i))):
+                partners[i] = window[rank]
+            self._partners[epoch] = partners
+        return self._partners[epoch][index]
 
     def padded_length(self, index: int, epoch: int) -> int:
         """What this example pads a batch to: its longest sequence, the retain partner included."""
-        item = self.forget_items[index]
-        longest = max(len(group["input_ids"]) for key, group in item.items() if key != "ref_logps")
+        longest = self._own_length(index)
         if self.retain_items:
             longest = max(longest, len(self.retain_items[self.retain_index(index, epoch)]["input_ids"]))
         return longest

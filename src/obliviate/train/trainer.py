@@ -16,7 +16,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from obliviate.errors import TrainingError
 from obliviate.logprobs import IGNORE_INDEX
-from obliviate.objectives.base import TOKEN_NORM, Objective, Reference
+from obliviate.objectives.base import ATTENDED_NORM, POSITIONS_NORM, TOKEN_NORM, Objective, Reference
 
 #: every group a paired batch can carry (the all-reduce of token counts needs one list on all processes)
 GROUPS = ("forget", "forget_idk", "neighbour", "retain")
@@ -79,18 +79,20 @@ class UnlearningTrainer(Trainer):
         return (loss, None) if return_outputs else loss
 
     def _with_global_token_counts(self, inputs: dict[str, Any]) -> dict[str, Any]:
-        """Give each group its answer-token count over all processes (per process), so token-mean
-        terms equal one process's over the global batch. One all-reduce per step over a fixed list
-        of groups, since role-pure batches (alternating schedule) differ between processes."""
-        groups = GROUPS
-        counts = torch.stack([(inputs[g]["labels"][:, 1:] != IGNORE_INDEX).sum() if g in inputs
-                              else torch.zeros((), dtype=torch.long, device=self.accelerator.device)
-                              for g in groups]).to(self.accelerator.device)
+        """Give each group its answer-token, attended-position and position counts over all
+        processes (per process), so token- and position-mean terms equal one process's over the
+        global batch. One all-reduce per step over a fixed list of groups, since role-pure batches
+        (alternating schedule) differ between processes."""
+        zero = torch.zeros(3, dtype=torch.long)
+        counts = torch.stack([
+            torch.stack([(inputs[g]["labels"][:, 1:] != IGNORE_INDEX).sum().cpu(),
+                         inputs[g]["attention_mask"].sum().cpu(), torch.tensor(inputs[g]["attention_mask"].numel())])
+            if g in inputs else zero for g in GROUPS]).to(self.accelerator.device)
         totals = self.accelerator.reduce(counts, reduction="sum").float() / self.accelerator.num_processes
         out = dict(inputs)
-        for g, total in zip(groups, totals):
+        for g, (tokens, attended, positions) in zip(GROUPS, totals):
             if g in inputs:
-                out[g] = {**inputs[g], TOKEN_NORM: total}
+                out[g] = {**inputs[g], TOKEN_NORM: tokens, ATTENDED_NORM: attended, POSITIONS_NORM: positions}
         return out
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
