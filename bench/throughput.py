@@ -3,7 +3,8 @@ outside the embeddings (33.6 M with the untied input embedding and lm_head).
 
 Per objective, thread count and `training.group_by_length` off/on, one short `unlearn_model` run in
 a fresh process: steps/s, real (non-pad) tokens/s over all groups, the padding fraction (pad
-tokens / all tokens the trained forward passes saw), peak RSS (ru_maxrss of that process), and
+tokens / all tokens the timed forward passes saw; `epoch`: the same over every batch of the first
+epoch, as the loader batches and the collator pads it), peak RSS (ru_maxrss of that process), and
 the useful-token FLOP efficiency = useful FLOP/s / this machine's fp32 matmul peak at that thread
 count (best of several 2048³ `torch.mm`, 2·n³ FLOPs each, measured in the same run, before and
 after the runs, the better kept). `cpu %`: the run's CPU time / (threads × wall time) over the
@@ -19,11 +20,14 @@ IdkDPO's reference log-probs (computed before training) and first-step allocatio
 
 Lengths are TOFU-like without hub data: question+answer token counts are drawn from a lognormal
 with mu = ln 140 − 0.3²/2 (mean 140), sigma 0.3, clipped to [16, 323] (TOFU: mean ≈ 140, max
-≈ 323), 30 % question; random words under a word-level tokenizer (one word, one token).
+≈ 323), 30 % question; random words under a word-level tokenizer (one word, one token). 400
+forget and 3600 retain records: TOFU forget10's sizes, so length grouping works on as many items
+as it would there. Also printed: the FLOP/s of the step's own matrix products alone
+(:func:`shape_ceiling`), the most a step's efficiency can reach on this machine.
 
     .venv/bin/python bench/throughput.py [--threads 1,2] [--objectives ga,graddiff,...] [--steps 3] [--quick]
 
-Three timed steps by default: the 20 runs of the default matrix then take about 10 minutes on 2 cores.
+Three timed steps by default: the 20 runs of the default matrix then take about 18 minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -97,6 +101,34 @@ def matmul_peak(threads: int, n: int = 2048, repeats: int = 8) -> float:
         torch.mm(a, b)
         best = min(best, time.perf_counter() - started)
     return 2 * n ** 3 / best
+
+
+def shape_ceiling(threads: int, sizes: dict, rows: int, repeats: int = 5) -> float:
+    """FLOP/s of the training step's own matrix products at ``threads`` threads: for each linear
+    layer of one decoder layer and the lm_head, with ``rows`` token rows (a batch's tokens), the
+    forward product X·W, the input gradient dY·Wᵀ and the weight gradient Xᵀ·dY, best of
+    ``repeats``. Their FLOPs over their time is the most a step can reach on matmuls alone, so the
+    efficiency of a step cannot exceed it ÷ the 2048³ peak."""
+    import torch
+
+    torch.set_num_threads(threads)
+    h, i, v = sizes["hidden_size"], sizes["intermediate_size"], sizes["vocab_size"]
+    shapes = [(h, h)] * 4 + [(h, i), (h, i), (i, h)]  # q, k, v, o; gate, up, down
+    total_flops, total_s = 0.0, 0.0
+    for k, n in shapes + [(h, v)]:
+        layers = sizes["num_hidden_layers"] if (k, n) != (h, v) else 1
+        x, w, dy = torch.randn(rows, k), torch.randn(k, n), torch.randn(rows, n)
+        products = [lambda: x @ w, lambda: dy @ w.T, lambda: x.T @ dy]
+        for product in products:
+            product()
+            best = math.inf
+            for _ in range(repeats):
+                started = time.perf_counter()
+                product()
+                best = min(best, time.perf_counter() - started)
+            total_flops += layers * 2 * rows * k * n
+            total_s += layers * best
+    return total_flops / total_s
 
 
 def run_config(payload: dict) -> dict:
@@ -224,11 +256,17 @@ def main() -> None:
                       f"{100 * row['epoch_padding_fraction']:>6.1f} "
                       f"{row['peak_rss_mb']:>7.0f} {row['useful_flops_per_s'] / 1e9:>7.1f}G "
                       f"{100 * row['useful_flops_per_s'] / peaks[t]:>6.1f} {100 * row['cpu_busy']:>6.0f}", flush=True)
+    # 16 rows of ~140 tokens: one GradDiff batch (8 forget + 8 retain) at the mean length
+    rows_per_batch = 16 * round(sum(lengths) / len(lengths))
+    ceilings = {t: shape_ceiling(t, sizes, rows_per_batch) for t in threads}
     peaks_after = {t: matmul_peak(t) for t in threads}
     for t in threads:
         print(f"-- {t} thread(s): fp32 matmul peak {peaks_after[t] / 1e9:.1f} GFLOP/s after the runs; "
               f"efficiency against the better of the two", flush=True)
         peaks[t] = max(peaks[t], peaks_after[t])
+        print(f"-- {t} thread(s): the step's own matrix products ({rows_per_batch} rows) alone reach "
+              f"{ceilings[t] / 1e9:.1f} GFLOP/s = {100 * ceilings[t] / peaks[t]:.0f} % of the peak: the most a "
+              "step's efficiency can be", flush=True)
     for row in rows:
         row["flop_efficiency"] = row["useful_flops_per_s"] / peaks[row["threads"]]
 
@@ -265,6 +303,9 @@ def main() -> None:
                           "mean": sum(lengths) / len(lengths), "max": max(lengths), "min": min(lengths)},
               "matmul_peak_flops": {str(t): p for t, p in peaks.items()},
               "matmul_peak_flops_after_runs": {str(t): p for t, p in peaks_after.items()},
+              "step_matmul_shapes": {"rows": rows_per_batch,
+                                     "flops": {str(t): c for t, c in ceilings.items()},
+                                     "fraction_of_peak": {str(t): ceilings[t] / peaks[t] for t in threads}},
               **machine(), "torch": torch.__version__, "transformers": transformers.__version__,
               "platform": platform.platform(), "rows": rows, "targets": targets,
               "wall_s": round(time.perf_counter() - started, 1)}

@@ -110,3 +110,42 @@ def test_length_matched_partners_keep_the_epochs_retain_items_and_cut_padding():
         # pure: another process, or a resumed run asking in another order, gets the same partners
         assert [again.retain_index(i, epoch) for i in reversed(range(200))][::-1] == partners
         assert padding(matched, epoch) < 0.10 < padding(plain, epoch)
+
+
+def test_groups_of_similar_length_share_a_padded_length_and_a_much_shorter_one_keeps_its_own():
+    from obliviate.train.data import PairedCollator, shared_lengths
+
+    assert shared_lengths({"forget": 140, "retain": 120, "forget_idk": 45}) == \
+        {"forget": 140, "retain": 140, "forget_idk": 45}
+    assert shared_lengths({"forget": 30, "retain": 100, "forget_idk": 40}) == \
+        {"forget": 40, "retain": 100, "forget_idk": 40}
+    assert shared_lengths({"forget": 50, "retain": 100}) == {"forget": 100, "retain": 100}  # exactly half
+    examples = [{"forget": {"input_ids": [1] * n, "labels": [1] * n},
+                 "forget_idk": {"input_ids": [2] * 3, "labels": [2] * 3}} for n in (7, 9)]
+    batch = PairedCollator(pad_id=0)(examples)
+    assert batch["forget"]["input_ids"].shape == (2, 9) and batch["forget_idk"]["input_ids"].shape == (2, 3)
+
+
+def test_forward_groups_runs_one_pass_per_length_and_matches_one_padded_pass():
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from obliviate.data.encoding import pad_batch
+    from obliviate.objectives.base import forward_groups
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2)).eval()
+    rows = {"forget": [[3, 4, 5, 6, 7, 8], [3, 4, 5]], "forget_idk": [[3, 9], [3, 10]]}
+    features = {g: [{"input_ids": r, "labels": [-100] + r[1:]} for r in rs] for g, rs in rows.items()}
+    calls = []
+    model.register_forward_pre_hook(lambda module, args, kwargs: calls.append(kwargs["input_ids"].shape),
+                                    with_kwargs=True)
+    own = forward_groups(model, {g: pad_batch(f, 0) for g, f in features.items()}, ["forget", "forget_idk"])
+    assert calls == [(2, 6), (2, 2)]  # a pass per length
+    shared = forward_groups(model, {g: pad_batch(f, 0, length=6) for g, f in features.items()},
+                            ["forget", "forget_idk"])
+    assert calls[2:] == [(4, 6)]  # one pass for groups of one length
+    for g in rows:  # the real tokens' numbers do not depend on the padding
+        assert torch.allclose(own[g].token_nll, shared[g].token_nll[:, :own[g].token_nll.shape[1]], atol=1e-5)
+        assert torch.equal(own[g].mask, shared[g].mask[:, :own[g].mask.shape[1]])

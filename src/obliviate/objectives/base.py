@@ -1,8 +1,8 @@
 """The objective axis: a forget term plus a retain term, each weighted.
 
 An objective is called as ``objective(model, batch, reference) -> (loss, logs)``. ``batch`` holds
-one padded group per role (``forget``, ``retain`` and, for preference objectives, ``forget_idk``),
-all padded to one length by the collator so that every group goes through **one** forward pass.
+one padded group per role (``forget``, ``retain`` and, for preference objectives, ``forget_idk``);
+groups of similar length are padded to one length by the collator and go through one forward pass.
 ``reference`` gives what the objective needs from the model before unlearning: per-sequence
 log-probs computed once before training (NPO, DPO) or a frozen model (the KL retain term).
 """
@@ -92,18 +92,24 @@ class GroupStats:
 
 
 def forward_groups(model: Any, batch: dict[str, Any], groups: list[str]) -> dict[str, GroupStats]:
-    """Run all ``groups`` of ``batch`` through ``model`` in one concatenated forward pass."""
-    ids = torch.cat([batch[g]["input_ids"] for g in groups])
-    attn = torch.cat([batch[g]["attention_mask"] for g in groups])
-    logits = model(input_ids=ids, attention_mask=attn).logits
-    out, start = {}, 0
+    """Run ``groups`` of ``batch`` through ``model``: one concatenated forward pass per padded
+    length (the collator pads groups of similar length to one length)."""
+    by_length: dict[int, list[str]] = {}
     for g in groups:
-        n = batch[g]["input_ids"].shape[0]
-        lg, labels = logits[start:start + n], batch[g]["labels"]
-        nll, mask = token_nll(lg, labels)
-        out[g] = GroupStats(lg, labels, nll, mask, batch[g].get(TOKEN_NORM))
-        start += n
-    return out
+        by_length.setdefault(batch[g]["input_ids"].shape[1], []).append(g)
+    out = {}
+    for shared in by_length.values():
+        ids = torch.cat([batch[g]["input_ids"] for g in shared])
+        attn = torch.cat([batch[g]["attention_mask"] for g in shared])
+        logits = model(input_ids=ids, attention_mask=attn).logits
+        start = 0
+        for g in shared:
+            n = batch[g]["input_ids"].shape[0]
+            lg, labels = logits[start:start + n], batch[g]["labels"]
+            nll, mask = token_nll(lg, labels)
+            out[g] = GroupStats(lg, labels, nll, mask, batch[g].get(TOKEN_NORM))
+            start += n
+    return {g: out[g] for g in groups}
 
 
 def token_kl(stats: GroupStats, ref_logits: torch.Tensor) -> torch.Tensor:

@@ -3,8 +3,8 @@
 Each example pairs one forget item with one retain item (cycled so that the whole retain set is
 seen over training), for preference objectives an "I don't know" answer, and for ICU the forget
 item's nearest retained neighbour. Records are QA (``question``/``answer``, the prompt masked) or
-text (``text`` or ``prefix``+``suffix``, every token in the loss). The collator pads every group of
-a batch to one length so the objective can run them in one forward pass.
+text (``text`` or ``prefix``+``suffix``, every token in the loss). The collator pads the groups of a
+batch that have similar lengths to one length, so that the objective runs them in one forward pass.
 """
 
 from __future__ import annotations
@@ -182,16 +182,32 @@ def scope_data(forget_items: list[dict], retain_items: list[dict], pad_id: int, 
     return ScopeData([it["forget"] for it in forget_items], paired, pad_id, seed)
 
 
+def shared_lengths(lengths: dict[str, int]) -> dict[str, int]:
+    """The length each group is padded to: groups share the longest length of their bucket, and a
+    group shorter than half of it starts a new bucket. Groups of one length go through the model
+    in one forward pass (:func:`~obliviate.objectives.base.forward_groups`); a much shorter group
+    (IdkDPO's "I don't know" answers beside long forget answers) gets its own instead of being
+    padded to the forget answers' length."""
+    padded: dict[str, int] = {}
+    bucket = 0
+    for group in sorted(lengths, key=lambda g: -lengths[g]):
+        if 2 * lengths[group] < bucket or not bucket:
+            bucket = lengths[group]
+        padded[group] = bucket
+    return {g: padded[g] for g in lengths}
+
+
 class PairedCollator:
-    """Pad every group (and reference log-probs) of a list of paired examples to one length."""
+    """Pad the groups (and reference log-probs) of a list of paired examples: groups of similar
+    length to one length (:func:`shared_lengths`)."""
 
     def __init__(self, pad_id: int):
         self.pad_id = pad_id
 
     def __call__(self, examples: Sequence[dict]) -> dict[str, Any]:
         groups = [k for k in examples[0] if k != "ref_logps"]
-        length = max(len(e[g]["input_ids"]) for e in examples for g in groups)
-        batch: dict[str, Any] = {g: pad_batch([e[g] for e in examples], self.pad_id, length=length)
+        lengths = shared_lengths({g: max(len(e[g]["input_ids"]) for e in examples) for g in groups})
+        batch: dict[str, Any] = {g: pad_batch([e[g] for e in examples], self.pad_id, length=lengths[g])
                                  for g in groups}
         if "ref_logps" in examples[0]:
             batch["ref_logps"] = {k: torch.tensor([e["ref_logps"][k] for e in examples], dtype=torch.float32)
