@@ -83,11 +83,16 @@ class UnlearningTrainer(Trainer):
         processes (per process), so token- and position-mean terms equal one process's over the
         global batch. One all-reduce per step over a fixed list of groups, since role-pure batches
         (alternating schedule) differ between processes."""
-        zero = torch.zeros(3, dtype=torch.long)
-        counts = torch.stack([
-            torch.stack([(inputs[g]["labels"][:, 1:] != IGNORE_INDEX).sum().cpu(),
-                         inputs[g]["attention_mask"].sum().cpu(), torch.tensor(inputs[g]["attention_mask"].numel())])
-            if g in inputs else zero for g in GROUPS]).to(self.accelerator.device)
+        device = self.accelerator.device
+
+        def counts_of(group: str) -> torch.Tensor:  # on the training device: no host sync per step
+            if group not in inputs:
+                return torch.zeros(3, dtype=torch.long, device=device)
+            mask = inputs[group]["attention_mask"].to(device)
+            answer = (inputs[group]["labels"][:, 1:] != IGNORE_INDEX).sum().to(device)
+            return torch.stack([answer, mask.sum(), torch.tensor(mask.numel(), device=device)])
+
+        counts = torch.stack([counts_of(g) for g in GROUPS])
         totals = self.accelerator.reduce(counts, reduction="sum").float() / self.accelerator.num_processes
         out = dict(inputs)
         for g, (tokens, attended, positions) in zip(GROUPS, totals):
