@@ -76,3 +76,31 @@ def test_the_embedded_picks_are_the_leaderboards():
     assert presets >= {"npo", "graddiff", "simnpo", "ga", "kl", "idkdpo", "wagle", "uld", "eul", "offset", "icu"}
     for name in presets:
         assert benchmark_picks(name) == board[name]["pick"]["point"], name
+
+
+def test_retrain_row_scores_an_independent_retain_model(tmp_path, monkeypatch, tiny_models):
+    """The gold standard's row: a retain model retrained with another seed, scored against the
+    benchmark's retain model like an unlearned model; resumable like every other row."""
+    from obliviate.benchmarks.authors import ensure_models
+
+    bench = _bench()
+    quiet = {"show_progress": False, "log": lambda *_: None}
+    default = ensure_models("forget10", "test", 0, **quiet)
+    assert ensure_models("forget10", "test", 0, retain_seed=0, **quiet).retain == default.retain  # same cache key
+    board = bench.leaderboard([bench.RETRAIN], test_seeds=[0], splits=["forget10"], work=tmp_path, size="test")
+    again = ensure_models("forget10", "test", 0, retain_seed=bench.RETRAIN_SEED, **quiet)
+    assert again.retain != default.retain and again.target == default.target and again.built == {}
+    test = board[bench.RETRAIN]["test"]["forget10"]
+    row = test["runs"][0]
+    assert row["seed"] == 0 and 0 < row["forget_quality"] <= 1 and 0.5 < row["mu_ratio"] < 1.5
+    assert row["forget_truth_ratio"] > 0 and row["target_model_utility"] > 0
+    assert "exact unlearning" in bench.markdown(board, ["forget10"])
+
+    import obliviate.api
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("a finished run was run again")
+
+    monkeypatch.setattr(obliviate.api, "evaluate", refuse)
+    assert bench.leaderboard([bench.RETRAIN], test_seeds=[0], splits=["forget10"], work=tmp_path,
+                             size="test")[bench.RETRAIN]["test"] == board[bench.RETRAIN]["test"]

@@ -179,8 +179,13 @@ def _remove_leftovers(folder: Path, log) -> None:
 
 def ensure_models(forget_split: str, size: str | AuthorsConfig = "default", seed: int = 0, *,
                   model_config: TinyModelConfig | None = None, finetune_config: FinetuneConfig | None = None,
-                  show_progress: bool = True, log=print) -> EmbeddedModels:
+                  retain_seed: int | None = None, show_progress: bool = True, log=print) -> EmbeddedModels:
     """Return folders of the target and retain models, training whichever is not cached.
+
+    ``retain_seed`` trains the retain model with another initialisation and data-order seed (by
+    default both models use the benchmark ``seed``): an independent retrain without the forget set,
+    i.e. exact unlearning, whose forget quality against the default retain model is the most an
+    unlearning method can be expected to reach on the instance (``bench/fq_ceiling.py``).
 
     Safe under concurrency: each entry is built under a file lock (``<entry>.lock``), so when
     several processes need the same missing model one trains it and the others wait (logging
@@ -195,10 +200,15 @@ def ensure_models(forget_split: str, size: str | AuthorsConfig = "default", seed
     common = {"version": CACHE_VERSION, "generator": config.as_dict(), "model": model_config.as_dict(),
               "finetune": finetune_config.as_dict()}
     target_dir = cache_root() / "models" / f"authors-target-{_key(common)}"
-    retain_dir = cache_root() / "models" / f"authors-retain-{forget_split}-{_key({**common, 'forget': forget_split})}"
+    retain_common = {**common, "forget": forget_split}
+    if retain_seed is not None and retain_seed != seed:  # the default retain model keeps its cache key
+        retain_common["retain_seed"] = retain_seed
+    retain_dir = cache_root() / "models" / f"authors-retain-{forget_split}-{_key(retain_common)}"
     built: dict[str, float] = {}
     expected = {"target": {**common, "role": "target"},
-                "retain": {**common, "role": "retain", "forget_split": forget_split}}
+                "retain": {**common, "role": "retain", "forget_split": forget_split,
+                           **({"retain_seed": retain_common["retain_seed"]} if "retain_seed" in retain_common else {})}}
+    model_seeds = {"target": seed, "retain": retain_common.get("retain_seed", seed)}
     if _is_complete(target_dir, expected["target"]) and _is_complete(retain_dir, expected["retain"]):
         return EmbeddedModels(target_dir, retain_dir, built)
 
@@ -225,8 +235,9 @@ def ensure_models(forget_split: str, size: str | AuthorsConfig = "default", seed
             if tokenizer is None:
                 quiet_transformers()  # its per-file bars ("Writing model shards"), as when loading
                 tokenizer = train_tokenizer(_tokenizer_corpus(splits), vocab_size=model_config.vocab_size)
-            model = build_tiny_llama(tokenizer, model_config, seed=seed)
-            model = finetune(model, tokenizer, records, finetune_config, seed=seed, show_progress=show_progress)
+            model = build_tiny_llama(tokenizer, model_config, seed=model_seeds[name])
+            model = finetune(model, tokenizer, records, finetune_config, seed=model_seeds[name],
+                             show_progress=show_progress)
             seconds = round(time.perf_counter() - started, 2)
             # Anything found under the entry's name was not trusted above, so it is replaced. The
             # build record is written last: inside the temporary folder, then the folder is renamed.
