@@ -147,9 +147,13 @@ def run_point(method: str, point: list[str], seed: int, split: str, work: Path, 
     return row
 
 
+def retrain_path(work: Path, split: str, seed: int) -> Path:
+    return work / "results" / f"{RETRAIN}-{split}-seed{seed}-r{RETRAIN_SEED}.json"
+
+
 def run_retrain(seed: int, split: str, work: Path, size: str) -> dict[str, Any]:
     """The ``retrain`` row's run on one test instance, or its saved result."""
-    path = work / "results" / f"{RETRAIN}-{split}-seed{seed}-r{RETRAIN_SEED}.json"
+    path = retrain_path(work, split, seed)
     if path.is_file():
         return json.loads(path.read_text())
     import torch
@@ -212,13 +216,12 @@ def leaderboard(methods: list[str], test_seeds: list[int], splits: list[str], wo
             if phase == "tune":
                 continue
             entry = {"preset": None, "grid": [], "tuning": [], "tuning_training_seeds": 0,
-                     "pick": {"point": [f"model.retain_seed={RETRAIN_SEED}"], "kept": True, "forget_quality": None,
+                     "pick": {"point": [f"retain_seed={RETRAIN_SEED}"], "kept": True, "forget_quality": None,
                               "mu_ratio": None}, "test": {}}
             for split in splits:
-                path = lambda s: work / "results" / f"{RETRAIN}-{split}-seed{s}-r{RETRAIN_SEED}.json"  # noqa: E731
-                rows = [run_retrain(s, split, work, size) if run else
-                        (json.loads(path(s).read_text()) if path(s).is_file() else None) for s in test_seeds]
-                rows = [r for r in rows if r]
+                paths = {s: retrain_path(work, split, s) for s in test_seeds}
+                rows = [run_retrain(s, split, work, size) if run else json.loads(p.read_text())
+                        for s, p in paths.items() if run or p.is_file()]
                 if rows:
                     entry["test"][split] = {**summarise(rows), "runs": rows}
             board[method] = entry
@@ -259,9 +262,10 @@ def markdown(board: dict[str, Any], splits: list[str]) -> str:
                                            .get("median", board[m]["pick"]["forget_quality"] or 0.0)))
     for method in order:
         entry = board[method]
-        picked = ", ".join(p.split(".", 1)[1] for p in entry["pick"]["point"])
         if method == RETRAIN:
             picked = f"exact unlearning: retrained without the forget set (seed {RETRAIN_SEED}); not tuned"
+        else:
+            picked = ", ".join(p.split(".", 1)[1] for p in entry["pick"]["point"])
         if entry.get("tuning_training_seeds", 1) > 1:
             picked += f" (median of {entry['tuning_training_seeds']} training seeds)"
         if not entry["pick"]["kept"]:

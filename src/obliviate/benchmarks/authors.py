@@ -206,8 +206,9 @@ def ensure_models(forget_split: str, size: str | AuthorsConfig = "default", seed
     retain_dir = cache_root() / "models" / f"authors-retain-{forget_split}-{_key(retain_common)}"
     built: dict[str, float] = {}
     expected = {"target": {**common, "role": "target"},
-                "retain": {**common, "role": "retain", "forget_split": forget_split,
-                           **({"retain_seed": retain_common["retain_seed"]} if "retain_seed" in retain_common else {})}}
+                "retain": {**common, "role": "retain", "forget_split": forget_split}}
+    if "retain_seed" in retain_common:
+        expected["retain"]["retain_seed"] = retain_seed
     model_seeds = {"target": seed, "retain": retain_common.get("retain_seed", seed)}
     if _is_complete(target_dir, expected["target"]) and _is_complete(retain_dir, expected["retain"]):
         return EmbeddedModels(target_dir, retain_dir, built)
