@@ -10,6 +10,14 @@ either), and the Spearman correlation of their per-question truth ratios on the 
 
     .venv/bin/python bench/fq_ceiling.py [--seeds 0 1 2 3 4] [--retrain-seeds 1000] [--split forget10]
     .venv/bin/python bench/fq_ceiling.py --retrain-seeds 1000 1001 1002    # fq_ceiling.json (~25 min)
+    .venv/bin/python bench/fq_ceiling.py --report-only \
+        --compare bench/results/stop_trace_done_when.json+bench/results/stop_trace_fresh.json \
+        bench/results/leaderboard_amd.json:default
+
+``--compare`` sets a method's forget qualities against the retrains (one-sided Mann-Whitney: is the
+method lower?): a ``bench/stop_trace.py`` results file gives its stops, ``FILE:METHOD`` of a
+``bench/leaderboard.py`` results file that row's test runs on the split; ``+`` pools files.
+``--report-only`` reads the retrains from ``--out`` instead of scoring them again.
 
 Writes bench/results/fq_ceiling.json (or --out).
 """
@@ -62,20 +70,51 @@ def main() -> None:
     parser.add_argument("--retrain-seeds", type=int, nargs="+", default=[1000])
     parser.add_argument("--split", default="forget10")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "fq_ceiling.json")
+    parser.add_argument("--compare", nargs="+", default=[], metavar="FILE[:METHOD][+FILE...]")
+    parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()
-    import numpy as np
+    from obliviate.report.figures import machine, spread
 
-    rows = [one_seed(s, r, args.split) for s in args.seeds for r in args.retrain_seeds]
+    if args.report_only:
+        saved = json.loads(args.out.read_text())
+        rows, context = saved["rows"], {k: v for k, v in saved.items() if k not in ("rows", "summary", "compare")}
+    else:
+        rows = [one_seed(s, r, args.split) for s in args.seeds for r in args.retrain_seeds]
+        context = {**machine(), "seeds": args.seeds, "retrain_seeds": args.retrain_seeds, "split": args.split}
     fq = [r["forget_quality"] for r in rows]
-    summary = {"median": float(np.median(fq)), "min": min(fq), "max": max(fq),
-               "share_at_least_0.5": sum(v >= 0.5 for v in fq) / len(fq)}
+    summary = {**spread(fq), "share_at_least_0.5": sum(v >= 0.5 for v in fq) / len(fq)}
     print(f"retraining from scratch: forget quality median {summary['median']:.3g} "
           f"[{summary['min']:.3g}, {summary['max']:.3g}] over {len(fq)} retrains", flush=True)
+    compare = {spec: against_retraining(spec, fq, context["split"]) for spec in args.compare}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    from obliviate.report.figures import machine
+    args.out.write_text(json.dumps({**context, "rows": rows, "summary": summary, "compare": compare},
+                                   indent=1) + "\n")
 
-    args.out.write_text(json.dumps({**machine(), "seeds": args.seeds, "retrain_seeds": args.retrain_seeds,
-                                    "split": args.split, "rows": rows, "summary": summary}, indent=1) + "\n")
+
+def method_qualities(spec: str, split: str) -> list[float]:
+    """Forget qualities named by ``FILE`` (a stop_trace result: its stops) or ``FILE:METHOD`` (a
+    leaderboard result: that row's test runs on ``split``); ``+`` joins several."""
+    values: list[float] = []
+    for part in spec.split("+"):
+        path, _, method = part.partition(":")
+        data = json.loads(Path(path).read_text())
+        if method:
+            values += [r["forget_quality"] for r in data["board"][method]["test"][split]["runs"]]
+        else:
+            values += [r["stop_forget_quality"] for r in data["seeds"]]
+    return values
+
+
+def against_retraining(spec: str, retrains: list[float], split: str) -> dict:
+    from scipy import stats
+
+    from obliviate.report.figures import spread
+
+    values = method_qualities(spec, split)
+    p = float(stats.mannwhitneyu(values, retrains, alternative="less").pvalue)
+    print(f"{spec}: forget quality median {spread(values)['median']:.3g} over {len(values)} runs; "
+          f"lower than retraining: one-sided Mann-Whitney p {p:.2g}", flush=True)
+    return {"values": values, **spread(values), "mann_whitney_less_p": p}
 
 
 if __name__ == "__main__":

@@ -156,12 +156,9 @@ def run_retrain(seed: int, split: str, work: Path, size: str) -> dict[str, Any]:
     path = retrain_path(work, split, seed)
     if path.is_file():
         return json.loads(path.read_text())
-    import torch
-
     from obliviate import api
     from obliviate.benchmarks.authors import ensure_models
 
-    torch.set_num_threads(1)
     quiet = {"show_progress": False, "log": lambda *_: None}
     started = time.perf_counter()
     models = ensure_models(split, size, seed, **quiet)

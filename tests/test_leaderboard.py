@@ -90,6 +90,10 @@ def test_retrain_row_scores_an_independent_retain_model(tmp_path, monkeypatch, t
     board = bench.leaderboard([bench.RETRAIN], test_seeds=[0], splits=["forget10"], work=tmp_path, size="test")
     again = ensure_models("forget10", "test", 0, retain_seed=bench.RETRAIN_SEED, **quiet)
     assert again.retain != default.retain and again.target == default.target and again.built == {}
+    from safetensors.torch import load_file
+
+    weights = [load_file(folder / "model.safetensors") for folder in (default.retain, again.retain)]
+    assert any(not (weights[0][k] == weights[1][k]).all() for k in weights[0])  # trained from another seed
     test = board[bench.RETRAIN]["test"]["forget10"]
     row = test["runs"][0]
     assert row["seed"] == 0 and 0 < row["forget_quality"] <= 1 and 0.5 < row["mu_ratio"] < 1.5
